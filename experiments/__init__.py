@@ -1,0 +1,1 @@
+"""absl entry points, one per study: ``python -m experiments.NAME --workdir DIR``."""
