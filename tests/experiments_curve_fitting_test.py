@@ -1,0 +1,20 @@
+"""Smoke test of experiments.curve_fitting on its quick config."""
+import os
+
+from experiments import curve_fitting
+from experiments.configs import curve_fitting as config_lib
+
+
+def test_quick_run_shows_overfitting_and_regularisation(tmp_path):
+  res = curve_fitting.run(config_lib.get_config("quick"), str(tmp_path))
+  for name in ("results.json", "results.md", "curve_fitting.png"):
+    assert os.path.exists(tmp_path / name)
+  poly = res["polynomial"]
+  # ML training error cannot increase with degree (nested least squares);
+  # float32 solves allow a small slack.
+  train = [r["ml train"] for r in poly]
+  assert all(b <= a + 1e-3 for a, b in zip(train, train[1:]))
+  # Degree 9 on 10 points overfits; either prior brings test error down.
+  assert poly[9]["ml test"] > 2 * poly[9]["gaussian test"]
+  assert poly[9]["ml test"] > 2 * poly[9]["laplace test"]
+  assert all(r["loss fell"] for r in res["mlp"])
