@@ -240,7 +240,9 @@ def make_fitter(loss_fn: LossFn,
     optimizer: an optax optimiser.
     batch_size: minibatch size.
     eval_fn: ``eval_fn(params, model_state, valid_data) -> scalar``, lower is
-      better (e.g. validation NLL or RMSE); evaluated after every epoch.
+      better (e.g. validation NLL or RMSE); evaluated after every epoch. It may
+      instead return ``(scalar, {name: scalar})``: the dict entries are only
+      recorded, as history ``"valid_<name>"`` (e.g. accuracy).
     patience: stop after this many epochs without an improvement larger than
       ``min_delta`` and restore the best parameters. Requires ``eval_fn``.
     min_delta: minimum decrease that counts as an improvement.
@@ -283,8 +285,11 @@ def make_fitter(loss_fn: LossFn,
       train, metrics = jax.lax.cond(es.stopped, frozen, active, None)
     hist = dict(metrics)
     if eval_fn is not None:
-      value = jnp.asarray(eval_fn(train.params, train.model_state, valid_data),
-                          jnp.float32)
+      value = eval_fn(train.params, train.model_state, valid_data)
+      aux = {}
+      if isinstance(value, tuple):
+        value, aux = value
+      value = jnp.asarray(value, jnp.float32)
       improved = jnp.logical_and(~es.stopped,
                                  value < es.best_metric - min_delta)
       pick = lambda new, old: jax.tree_util.tree_map(
@@ -303,6 +308,9 @@ def make_fitter(loss_fn: LossFn,
           stopped_epoch=jnp.where(now_stopped & ~es.stopped, fs.epoch,
                                   es.stopped_epoch))
       hist["valid_metric"] = jnp.where(fs.early_stopping.stopped, jnp.nan, value)
+      for name, v in aux.items():
+        hist[f"valid_{name}"] = jnp.where(fs.early_stopping.stopped, jnp.nan,
+                                          jnp.asarray(v, jnp.float32))
       hist["stopped"] = fs.early_stopping.stopped
     return FitState(train, es, fs.epoch + 1), hist
 

@@ -166,3 +166,15 @@ def test_skip_nonfinite_keeps_state():
 def test_bad_input_raises_clear_error(bad_call, message):
   with pytest.raises(ValueError, match=message):
     bad_call()
+
+
+def test_eval_fn_aux_metrics_are_recorded():
+  opt = optax.sgd(1.0)
+  eval_fn = lambda p, s, v: ((p["w"] - v) ** 2, {"w": p["w"]})
+  fit = train.make_fit(_climb_loss, opt, num_epochs=3, batch_size=4,
+                       eval_fn=eval_fn)
+  state = train.init_train_state({"w": jnp.zeros(())}, opt)
+  _, hist = jax.jit(fit)(state, {"x": jnp.zeros((4, 1))}, jax.random.key(0),
+                         jnp.float32(0.0))
+  np.testing.assert_array_equal(hist["valid_w"], [1.0, 2.0, 3.0])
+  np.testing.assert_array_equal(hist["valid_metric"], [1.0, 4.0, 9.0])
