@@ -1,0 +1,155 @@
+"""Tests for jaxbdl.metrics against direct numpy/scipy computations."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special
+from scipy import stats
+
+from jaxbdl import metrics
+
+# float32 arithmetic on O(1) numbers: a few ulps of accumulated error.
+_TOL = dict(rtol=2e-6 * 16, atol=2e-6 * 16)
+
+
+def _rng(seed=0):
+  return np.random.default_rng(seed)
+
+
+def test_rmse_and_original_units():
+  y = np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+  m = np.array([1.5, 2.0, 2.0, 4.0], np.float32)
+  expected = np.sqrt(np.mean((y - m) ** 2))  # sqrt(1.25 / 4)
+  np.testing.assert_allclose(metrics.rmse(y, m), expected, **_TOL)
+  np.testing.assert_allclose(metrics.rmse_original_units(y, m, 3.0),
+                             3.0 * expected, **_TOL)
+
+
+def test_predictive_ll_single_sample_is_gaussian_log_density():
+  rng = _rng(1)
+  y = rng.normal(size=7).astype(np.float32)
+  m = rng.normal(size=(1, 7)).astype(np.float32)
+  v = rng.uniform(0.2, 2.0, size=(1, 7)).astype(np.float32)
+  ll = metrics.gaussian_predictive_log_likelihood(y, m, v)
+  assert ll.shape == (7,)
+  expected = stats.norm.logpdf(y, m[0], np.sqrt(v[0]))
+  np.testing.assert_allclose(ll, expected, **_TOL)
+
+
+def test_predictive_ll_two_samples_by_hand():
+  # y = 0; components N(0, 1) and N(1, 4): p = 0.5 (phi(0) + phi(-1/2) / 2).
+  y = np.array([0.0], np.float32)
+  m = np.array([[0.0], [1.0]], np.float32)
+  v = np.array([[1.0], [4.0]], np.float32)
+  p = 0.5 * (1 / np.sqrt(2 * np.pi) + np.exp(-0.125) / np.sqrt(8 * np.pi))
+  np.testing.assert_allclose(
+      metrics.gaussian_predictive_log_likelihood(y, m, v), [np.log(p)], **_TOL)
+
+
+@pytest.mark.parametrize("variance_shape", ["full", "scalar", "per_sample"])
+def test_predictive_ll_matches_scipy_logsumexp(variance_shape):
+  rng = _rng(2)
+  s, n = 5, 6
+  y = rng.normal(size=n).astype(np.float32)
+  m = rng.normal(size=(s, n)).astype(np.float32)
+  v = {"full": rng.uniform(0.1, 1.0, size=(s, n)),
+       "scalar": np.array(0.3),
+       "per_sample": rng.uniform(0.1, 1.0, size=(s, 1))}[variance_shape]
+  v = v.astype(np.float32)
+  ll = metrics.gaussian_predictive_log_likelihood(y, m, v)
+  vf = np.broadcast_to(v, (s, n))
+  expected = special.logsumexp(
+      stats.norm.logpdf(y[None], m, np.sqrt(vf)), axis=0) - np.log(s)
+  np.testing.assert_allclose(ll, expected, **_TOL)
+
+
+def test_mixture_mean_variance():
+  rng = _rng(3)
+  m = rng.normal(size=(4, 3)).astype(np.float32)
+  v = rng.uniform(0.1, 1.0, size=(4, 3)).astype(np.float32)
+  mean, var = metrics.mixture_mean_variance(m, v)
+  # Law of total variance: E[v] + E[m^2] - E[m]^2.
+  np.testing.assert_allclose(mean, m.mean(0), **_TOL)
+  np.testing.assert_allclose(var, v.mean(0) + (m ** 2).mean(0) - m.mean(0) ** 2,
+                             **_TOL)
+  _, var_scalar = metrics.mixture_mean_variance(m, 0.5)
+  np.testing.assert_allclose(var_scalar, 0.5 + m.var(0), **_TOL)
+
+
+def test_denormalise_log_likelihood_is_change_of_variables():
+  # log N(y; a + b mu, b^2 s^2) = log N((y - a)/b; mu, s^2) - log b.
+  y_raw, a, b, mu, s2 = 7.0, 2.0, 3.0, 1.2, 0.5
+  ll_std = metrics.gaussian_predictive_log_likelihood(
+      np.array([(y_raw - a) / b], np.float32), np.array([[mu]], np.float32), s2)
+  expected = stats.norm.logpdf(y_raw, a + b * mu, b * np.sqrt(s2))
+  np.testing.assert_allclose(metrics.denormalise_log_likelihood(ll_std, b),
+                             [expected], **_TOL)
+
+
+def test_classification_metrics():
+  labels = np.array([0, 1, 2, 1])
+  probs = np.array([[0.7, 0.2, 0.1],
+                    [0.1, 0.6, 0.3],
+                    [0.5, 0.3, 0.2],
+                    [0.2, 0.2, 0.6]], np.float32)
+  np.testing.assert_allclose(metrics.accuracy(labels, probs), 0.5)
+  np.testing.assert_allclose(metrics.accuracy(labels, np.log(probs)), 0.5)
+  expected = -np.mean(np.log([0.7, 0.6, 0.2, 0.2]))
+  np.testing.assert_allclose(metrics.nll(labels, probs), expected, **_TOL)
+  # Zero probability on the true class gives a large finite value.
+  assert np.isfinite(metrics.nll(np.array([1]), np.array([[1.0, 0.0]])))
+
+
+def test_predictive_probs_from_samples():
+  rng = _rng(4)
+  logits = rng.normal(size=(3, 5, 4)).astype(np.float32)
+  p = metrics.predictive_probs_from_samples(logits)
+  expected = special.softmax(logits, axis=-1).mean(0)
+  np.testing.assert_allclose(p, expected, **_TOL)
+  np.testing.assert_allclose(p.sum(-1), 1.0, **_TOL)
+
+
+def test_expected_calibration_error_hand_built():
+  # 5 examples, 10 bins. Confidences 0.95, 0.92 (bin (0.9, 1]: 1 right,
+  # 1 wrong), 0.65 (bin (0.6, 0.7]: right), 0.55, 0.52 (bin (0.5, 0.6]:
+  # both wrong).
+  probs = np.array([[0.95, 0.05],
+                    [0.92, 0.08],
+                    [0.35, 0.65],
+                    [0.55, 0.45],
+                    [0.48, 0.52]], np.float32)
+  labels = np.array([0, 1, 1, 1, 0])
+  # bin 0.9: |1/2 - 0.935| * 2/5; bin 0.6: |1 - 0.65| * 1/5;
+  # bin 0.5: |0 - 0.535| * 2/5.
+  expected = (0.435 * 2 + 0.35 + 0.535 * 2) / 5
+  np.testing.assert_allclose(
+      metrics.expected_calibration_error(labels, probs, num_bins=10),
+      expected, **_TOL)
+  # With one bin, ECE = |accuracy - mean confidence|.
+  np.testing.assert_allclose(
+      metrics.expected_calibration_error(labels, probs, num_bins=1),
+      abs(2 / 5 - probs.max(1).mean()), **_TOL)
+
+
+def test_expected_calibration_error_perfectly_calibrated_is_zero():
+  probs = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+  assert float(metrics.expected_calibration_error(
+      np.array([0, 1]), probs)) == 0.0
+
+
+def test_mean_and_se():
+  v = np.array([1.0, 2.0, 4.0, 7.0], np.float32)
+  mean, se = metrics.mean_and_se(v)
+  np.testing.assert_allclose(mean, 3.5, **_TOL)
+  np.testing.assert_allclose(se, np.std(v, ddof=0) / 2.0, **_TOL)
+
+
+def test_metrics_jit():
+  y = jnp.zeros(3)
+  m = jnp.ones((2, 3))
+  f = jax.jit(metrics.gaussian_predictive_log_likelihood)
+  np.testing.assert_allclose(
+      f(y, m, 1.0), metrics.gaussian_predictive_log_likelihood(y, m, 1.0),
+      **_TOL)
+  ece = jax.jit(metrics.expected_calibration_error, static_argnums=2)
+  assert ece(jnp.array([0]), jnp.array([[0.8, 0.2]]), 5).shape == ()
