@@ -1,0 +1,31 @@
+"""End-to-end smoke test of experiments/backprop_check.py on its quick config."""
+import json
+import math
+import os
+
+import numpy as np
+
+from experiments import backprop_check
+from experiments.configs import backprop_check as config_lib
+
+
+def test_quick_run_writes_outputs_and_checks_pass(tmp_path):
+  res = backprop_check.run(config_lib.get_config("quick"), str(tmp_path))
+  for name in ("results.json", "results.md", "lecture_function.png"):
+    assert os.path.getsize(tmp_path / name) > 0, name
+  with open(tmp_path / "results.json") as f:
+    saved = json.load(f)
+  assert len(saved["backward"]) == 2  # one row per activation, one shape
+  # Hand-written backprop == autodiff up to float32 rounding of O(N * H) sums.
+  eps32 = float(np.finfo(np.float32).eps)
+  n, _, h, _ = config_lib.get_config("quick").shapes[0]
+  assert res["summary"]["max_rel_error_backward"] < 64 * eps32 * n * h
+  # In-domain points: FD agrees to O(eps64^(2/3)) ~ 4e-11 (times |f'''|).
+  assert res["summary"]["max_abs_error_fd_in_domain"] < 1e-6
+  # (0.5, 1.0) is outside the domain: flagged, NaN gradient (null in JSON).
+  out = [r for r in saved["lecture_function"] if not r["in_domain"]]
+  assert [(r["x1"], r["x2"]) for r in out] == [(0.5, 1.0)]
+  assert out[0]["autodiff df/dx1"] is None and "OUT OF DOMAIN" in out[0]["flag"]
+  assert res["summary"]["num_out_of_domain"] == 1
+  assert "OUT OF DOMAIN" in (tmp_path / "results.md").read_text()
+  assert not math.isnan(res["summary"]["max_abs_error_fd_in_domain"])
