@@ -30,11 +30,6 @@ from ml_collections import config_flags
 from jaxbdl import backprop
 from jaxbdl import results as results_lib
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/configs/backprop_check.py", "Config file.",
-    lock_config=True)
-
 EPS32 = float(np.finfo(np.float32).eps)
 EPS64 = float(np.finfo(np.float64).eps)
 
@@ -189,12 +184,22 @@ def run(config, workdir: str) -> dict:
   return results
 
 
+def _define_flags() -> None:
+  """Defines the flags; only when run as a program, so that several
+  experiments can be imported in one process (tests)."""
+  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+  config_flags.DEFINE_config_file(
+      "config", "experiments/configs/backprop_check.py", "Config file.",
+      lock_config=True)
+
+
 def main(argv):
   del argv
-  workdir = results_lib.ensure_workdir(_WORKDIR.value)
-  res = run(_CONFIG.value, workdir)
+  workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
+  res = run(flags.FLAGS.config, workdir)
   print(res["table"])
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -43,12 +43,6 @@ from jaxbdl import data as data_lib
 from jaxbdl import train, vi
 from jaxbdl import results as results_lib
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs",
-                           "bnn_gradient_variance.py"),
-    "Config file.", lock_config=True)
-
 ESTIMATORS = ("pathwise", "lrt", "flipout", "score_function",
               "score_function+delta_method")
 _LAYER_OF = {"pathwise": "reparam", "lrt": "lrt", "flipout": "flipout"}
@@ -205,13 +199,24 @@ def _plot(rows, config, path):
   results_lib.save_figure(fig, path)
 
 
+def _define_flags() -> None:
+  """Defines the flags; only when run as a program, so that several
+  experiments can be imported in one process (tests)."""
+  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+  config_flags.DEFINE_config_file(
+      "config", os.path.join(os.path.dirname(__file__), "configs",
+                             "bnn_gradient_variance.py"),
+      "Config file.", lock_config=True)
+
+
 def main(argv):
   del argv
-  workdir = results_lib.ensure_workdir(_WORKDIR.value)
-  res = run(_CONFIG.value, workdir)
+  workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
+  res = run(flags.FLAGS.config, workdir)
   print(open(os.path.join(workdir, "results.md")).read())
   print(f"wrote {workdir} in {res['seconds']:.1f}s")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -26,11 +26,6 @@ from jaxbdl import data as data_lib
 from jaxbdl import likelihoods, metrics, networks, objectives, priors, train
 from jaxbdl import results as results_lib
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "regularisation.py"),
-    "Config file.", lock_config=True)
-
 VARIANTS = ("plain", "early_stopping", "dropout", "batch_norm")
 
 
@@ -171,13 +166,23 @@ def _plot(curves, config, path):
   results_lib.save_figure(fig, path)
 
 
+def _define_flags() -> None:
+  """Defines the flags; only when run as a program, so that several
+  experiments can be imported in one process (tests)."""
+  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+  config_flags.DEFINE_config_file(
+      "config", os.path.join(os.path.dirname(__file__), "configs", "regularisation.py"),
+      "Config file.", lock_config=True)
+
+
 def main(argv):
   del argv
-  workdir = results_lib.ensure_workdir(_WORKDIR.value)
-  res = run(_CONFIG.value, workdir)
+  workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
+  res = run(flags.FLAGS.config, workdir)
   print(open(os.path.join(workdir, "results.md")).read())
   print(f"wrote {workdir} in {res['seconds']:.1f}s")
 
 
 if __name__ == "__main__":
+  _define_flags()
   app.run(main)

@@ -1,0 +1,160 @@
+"""End-to-end tests of experiments/train_resumable.py: smoke run and SIGKILL.
+
+The SIGKILL test starts the experiment as a subprocess, kills it with SIGKILL
+after its second checkpoint, restarts it with the same command and checks that
+the final parameters and metrics are BITWISE those of an uninterrupted run
+(same compiled programs on the same CPU, so no tolerance is needed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from experiments.configs import train_resumable as config_lib
+
+
+def _import_experiment(name: str):
+  """Imports ``experiments.NAME`` even if another experiment module already
+  defined the same absl flags in this pytest process (DuplicateFlagError):
+  the clashing flag is removed from ``FLAGS`` and the import retried."""
+  import importlib
+  from absl import flags
+  for _ in range(200):
+    try:
+      return importlib.import_module(f"experiments.{name}")
+    except flags.DuplicateFlagError as e:
+      sys.modules.pop(f"experiments.{name}", None)
+      delattr(flags.FLAGS, str(e).split("'")[1])
+  raise RuntimeError(f"could not import experiments.{name}")
+
+
+train_resumable = _import_experiment("train_resumable")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "experiments", "configs",
+                      "train_resumable.py") + ":quick"
+
+
+def write_uci_folder(path, num_rows=160, num_features=4, seed=0):
+  """A tiny data set in the standard UCI split layout (one split).
+
+  ``y = x @ w + 0.1 * noise`` so that a fitted MLP clearly beats the mean.
+  """
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(num_rows, num_features))
+  y = x @ rng.normal(size=num_features) + 0.1 * rng.normal(size=num_rows)
+  os.makedirs(path, exist_ok=True)
+  np.savetxt(os.path.join(path, "data.txt"), np.column_stack([x, y]))
+  np.savetxt(os.path.join(path, "index_features.txt"),
+             np.arange(num_features), fmt="%d")
+  np.savetxt(os.path.join(path, "index_target.txt"), [num_features], fmt="%d")
+  np.savetxt(os.path.join(path, "n_splits.txt"), [1], fmt="%d")
+  perm = rng.permutation(num_rows)
+  n_test = num_rows // 5
+  np.savetxt(os.path.join(path, "index_test_0.txt"), perm[:n_test], fmt="%d")
+  np.savetxt(os.path.join(path, "index_train_0.txt"), perm[n_test:], fmt="%d")
+  return path
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return write_uci_folder(str(tmp_path_factory.mktemp("uci") / "tiny"))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_dir):
+  workdir = str(tmp_path_factory.mktemp("reference"))
+  return workdir, train_resumable.run(config_lib.get_config("quick"), workdir,
+                                      data_dir=data_dir)
+
+
+def _targets(data_dir):
+  return np.loadtxt(os.path.join(data_dir, "data.txt"))[:, -1]
+
+
+def test_quick_run_writes_outputs_and_learns(reference, data_dir):
+  workdir, res = reference
+  for name in ("results.json", "results.md", "loss.png", "final_params.npz"):
+    assert os.path.isfile(os.path.join(workdir, name)), name
+  loss = np.asarray(res["train_loss"])  # [runs, epochs]
+  assert loss.shape == (2, 6)
+  assert np.all(loss[:, -1] < 0.8 * loss[:, 0])
+  ens = res["rows"][-1]
+  assert ens["run"] == "ensemble"
+  # Predicting the training mean gives RMSE ~ y_std ~ 2 (sum of 4 normal
+  # features times normal weights); a fitted MLP must do clearly better.
+  assert res["data"] == "tiny" and res["num_train"] == 128
+  assert ens["test_rmse"] < 0.5 * float(np.std(_targets(data_dir)))
+  assert res["resumed_from"] == 0
+  checkpoints = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+  assert checkpoints == ["ckpt_000004", "ckpt_000005", "ckpt_000006"]
+
+
+def _command(workdir, data_dir, *extra):
+  return [sys.executable, "-m", "experiments.train_resumable", "--workdir",
+          workdir, "--config", CONFIG, "--data_dir", data_dir,
+          "--verbosity=-1", *extra]
+
+
+@pytest.mark.slow
+def test_sigkill_and_restart_matches_uninterrupted(tmp_path, reference,
+                                                   data_dir):
+  ref_dir, ref = reference
+  workdir = str(tmp_path / "killed")
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
+             os.environ.get("PYTHONPATH", ""))
+  # 1. Start, wait for the 2nd checkpoint, SIGKILL mid-run.
+  proc = subprocess.Popen(_command(workdir, data_dir, "--sleep_per_chunk",
+                                   "2.0"),
+                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+  marker = os.path.join(workdir, "checkpoints", "ckpt_000002")
+  deadline = time.time() + 240
+  while not os.path.isdir(marker):
+    assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+    assert time.time() < deadline, "no checkpoint within 240 s"
+    time.sleep(0.1)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait(timeout=30)
+  proc.stderr.close()
+  assert proc.returncode == -signal.SIGKILL
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  assert not os.path.isdir(os.path.join(workdir, "checkpoints",
+                                        "ckpt_000006"))
+  # 2. Restart with the same command (no sleep): it resumes and finishes.
+  done = subprocess.run(_command(workdir, data_dir), cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  res = json.load(open(os.path.join(workdir, "results.json")))
+  assert 2 <= res["resumed_from"] < 6
+  # 3. Bitwise equal to the uninterrupted run.
+  got = np.load(os.path.join(workdir, "final_params.npz"))
+  want = np.load(os.path.join(ref_dir, "final_params.npz"))
+  assert sorted(got.files) == sorted(want.files)
+  for name in want.files:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  np.testing.assert_array_equal(np.asarray(res["train_loss"], np.float32),
+                                np.asarray(ref["train_loss"], np.float32))
+  for a, b in zip(res["rows"], ref["rows"]):
+    assert a == b
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("parallel", "model", "unknown config.parallel 'model'"),
+    ("on_nonfinite", "ignore", "unknown config.on_nonfinite 'ignore'"),
+    ("num_runs", 0, "config.num_runs must be an int >= 1"),
+    ("learning_rate", -1.0, "config.learning_rate must be > 0"),
+])
+def test_bad_config(tmp_path, data_dir, field, value, message):
+  config = config_lib.get_config("quick")
+  config[field] = value
+  with pytest.raises(ValueError) as e:
+    train_resumable.run(config, str(tmp_path), data_dir=data_dir)
+  assert message in str(e.value)
