@@ -1,0 +1,316 @@
+r"""Bayesian logistic regression with five gradient estimators (Sec. 8).
+
+Mohamed, Rosca, Figurnov & Mnih (2020), Sec. 8: variational inference for
+Bayesian logistic regression on the Wisconsin breast cancer data, comparing
+gradient estimators of the ELBO data term along training.
+
+Model: ``y_n ~ Bernoulli(sigmoid(x_n . w))`` with ``x_n`` the 30 features
+(standardised with TRAINING statistics) plus a bias feature (``D = 31``),
+prior ``w ~ N(0, prior_scale^2 I)``, mean-field ``q(w) = N(mu, diag(sigma^2))``.
+
+  ELBO(mu, sigma) = E_q[ sum_n log p(y_n | x_n, w) ] - KL(q || p),
+
+the KL term analytic (``distributions.Normal.kl``), the data term estimated by
+the estimator under study (pathwise; score function; score function with the
+delta-method control variate; measure-valued; measure-valued with the delta
+method). The optimiser sees unconstrained ``{"loc", "raw_scale"}`` with
+``sigma = softplus(raw_scale)`` (``vi.to_normal``); the estimators
+differentiate the Normal parameters ``{"loc", "scale"}`` and the chain rule is
+applied by ``jax.grad`` of the estimator's surrogate loss.
+
+Training uses the shared loop (``jaxbdl.train``): full batch Adam, the same
+number of steps and samples per estimate for every estimator, ``num_seeds``
+runs vmapped. Every ``eval_every`` steps (the fit runs in chunks inside a
+``lax.scan``): the ELBO with ``elbo_samples`` samples, the test accuracy of
+the posterior predictive ``mean_m sigmoid(x . w_m) > 0.5``, and the total
+variance of the data-term gradient estimate (with respect to ``loc`` and
+``scale``): the sum over the 62 coordinates of the variance across
+``variance_replicas`` keys at the current parameters.
+
+Run:
+  python -m experiments.bayes_logreg --workdir /tmp/blr \
+      [--config experiments/configs/bayes_logreg.py[:quick]]
+
+Outputs: ``results.json``, ``results.md`` (summary table), ``training.png``
+(gradient variance vs step, log y; ELBO vs step; test accuracy vs step).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Callable
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+import optax
+
+from jaxbdl import control_variates
+from jaxbdl import data as data_lib
+from jaxbdl import distributions
+from jaxbdl import estimators
+from jaxbdl import likelihoods
+from jaxbdl import results as results_lib
+from jaxbdl import train
+from jaxbdl import vi
+
+
+def _define_flags() -> None:
+  """Defines --workdir and --config; called only when run as a program.
+
+  Defining them at import time would make two experiment modules imported
+  in one process (a test session) collide with DuplicateFlagError.
+  """
+  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+  config_flags.DEFINE_config_file(
+      "config", "experiments/configs/bayes_logreg.py", "Config file.",
+      lock_config=True)
+
+
+Normal = distributions.Normal
+
+ESTIMATORS: dict[str, Callable[[], estimators.Estimator]] = {
+    "pathwise": lambda: estimators.pathwise,
+    "score_function": lambda: estimators.score_function,
+    "score_function_delta": lambda: control_variates.with_control_variate(
+        estimators.score_function, control_variates.delta_method()),
+    "measure_valued": lambda: estimators.measure_valued,
+    "measure_valued_delta": lambda: control_variates.with_control_variate(
+        estimators.measure_valued, control_variates.delta_method()),
+}
+
+
+def load_data(split_seed: int, test_fraction: float) -> dict[str, np.ndarray]:
+  """Breast cancer, fixed split, train-statistics standardisation, bias column.
+
+  Returns:
+    ``{"x_train": [N, 31], "y_train": [N], "x_test": [M, 31], "y_test": [M]}``
+    (float32 features, int32 labels in {0, 1}).
+  """
+  x, y = data_lib.load_breast_cancer(add_bias=False, standardised=False)
+  x_tr, y_tr, x_te, y_te = data_lib.train_test_split_arrays(
+      int(split_seed), x, y, test_fraction)
+  (x_tr, x_te), _, _ = data_lib.standardise(x_tr, x_te)
+  bias = lambda a: np.concatenate([a, np.ones((a.shape[0], 1), a.dtype)], 1)
+  return {"x_train": bias(x_tr), "y_train": y_tr.astype(np.int32),
+          "x_test": bias(x_te), "y_test": y_te.astype(np.int32)}
+
+
+def log_likelihood(w: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+  """``sum_n log p(y_n | x_n, w)``; ``w [D]``, ``x [N, D]``, ``y [N]``."""
+  return jnp.sum(likelihoods.bernoulli(y, x @ w))
+
+
+def _compiler_options(config) -> dict[str, Any] | None:
+  """XLA CPU options: ``xla_backend_optimization_level`` (None = default).
+
+  Applied on the CPU backend only (other backends keep their defaults).
+  """
+  level = config.get("xla_backend_optimization_level", None)
+  if level is None or jax.default_backend() != "cpu":
+    return None
+  return {"xla_backend_optimization_level": int(level)}
+
+
+def _validate(config) -> None:
+  unknown = [e for e in config.estimators if e not in ESTIMATORS]
+  if unknown or not config.estimators:
+    raise ValueError(f"unknown estimator(s) {unknown}; choose from "
+                     f"{list(ESTIMATORS)}")
+  for name in ("num_seeds", "num_samples", "num_steps", "eval_every",
+               "elbo_samples", "variance_replicas"):
+    if int(config[name]) < 1:
+      raise ValueError(f"config.{name} must be >= 1, got {config[name]}")
+  if config.variance_replicas < 2:
+    raise ValueError("config.variance_replicas must be >= 2 for a variance")
+  if config.num_steps % config.eval_every:
+    raise ValueError(f"num_steps ({config.num_steps}) must be a multiple of "
+                     f"eval_every ({config.eval_every})")
+  for name in ("learning_rate", "prior_scale", "init_scale"):
+    if not (math.isfinite(config[name]) and config[name] > 0):
+      raise ValueError(f"config.{name} must be finite and > 0, got "
+                       f"{config[name]}")
+  if config.batch_size < 0:
+    raise ValueError(f"config.batch_size must be >= 0, got "
+                     f"{config.batch_size}")
+
+
+def make_run(estimator: estimators.Estimator, data: dict[str, jax.Array],
+             config) -> Callable[[jax.Array], dict[str, jax.Array]]:
+  """Builds ``run(key) -> trace`` for one estimator (pure; jit and vmap it).
+
+  ``trace`` holds ``[E + 1]`` arrays (``E = num_steps / eval_every``
+  evaluations plus the initial point): ``step``, ``elbo``, ``test_accuracy``,
+  ``grad_variance`` (total over the 62 loc/scale coordinates), and
+  ``[num_steps]`` ``train_loss`` (the per-step negative ELBO estimate / N).
+  """
+  x_tr, y_tr = data["x_train"], data["y_train"]
+  x_te, y_te = data["x_test"], data["y_test"]
+  n_train, dim = x_tr.shape
+  batch_size = int(config.batch_size) or n_train
+  num_samples = int(config.num_samples)
+  prior = {"loc": jnp.zeros(dim), "scale": jnp.full(dim, config.prior_scale)}
+  optimizer = optax.adam(config.learning_rate)
+
+  def loss_fn(raw, model_state, batch, key):
+    params = vi.to_normal(raw)
+    x, y = batch["x"], batch["y"]
+    scale = n_train / x.shape[0]
+    f = lambda w: scale * log_likelihood(w, x, y)
+    data_term = estimator.surrogate(f, Normal)(params, key, num_samples)
+    elbo = data_term - Normal.kl(params, prior)
+    return -elbo / n_train, (model_state, {})
+
+  fitter = train.make_fitter(loss_fn, optimizer, batch_size=batch_size)
+  f_full = lambda w: log_likelihood(w, x_tr, y_tr)
+  grad_fn = estimator(f_full, Normal)
+
+  def measure(raw, key):
+    params = vi.to_normal(raw)
+    k_elbo, k_var = jax.random.split(key)
+    w = Normal.sample(params, k_elbo, (config.elbo_samples,))  # [M, D]
+    ll = jax.vmap(f_full)(w)
+    elbo = jnp.mean(ll) - Normal.kl(params, prior)
+    probs = jnp.mean(jax.nn.sigmoid(x_te @ w.T), axis=1)       # [T]
+    acc = jnp.mean((probs > 0.5).astype(jnp.int32) == y_te)
+    keys = jax.random.split(k_var, config.variance_replicas)
+    grads = jax.vmap(grad_fn, in_axes=(None, 0, None))(params, keys,
+                                                       num_samples)
+    total_var = sum(jnp.sum(jnp.var(g, axis=0, ddof=1))
+                    for g in jax.tree.leaves(grads))
+    return {"elbo": elbo, "test_accuracy": acc, "grad_variance": total_var}
+
+  num_chunks = config.num_steps // config.eval_every
+  train_data = {"x": x_tr, "y": y_tr}
+
+  def run(key):
+    fit_key, eval_key = jax.random.split(key)
+    raw = {"loc": jnp.zeros(dim),
+           "raw_scale": jnp.full(dim, vi.softplus_inverse(config.init_scale))}
+    fs = fitter.init(train.init_train_state(raw, optimizer))
+
+    def fit_chunk(fs):
+      fs, hist = fitter.run_epochs(fs, train_data, fit_key,
+                                   num_epochs=config.eval_every)
+      return fs, hist["loss"]
+
+    def skip(fs):
+      return fs, jnp.full((config.eval_every,), jnp.nan, jnp.float32)
+
+    def chunk(fs, i):
+      # Measure, then train the next chunk; the last of the num_chunks + 1
+      # iterations only measures (one copy of each in the compiled program).
+      m = measure(fitter.result(fs).params, jax.random.fold_in(eval_key, i))
+      fs, losses = jax.lax.cond(i < num_chunks, fit_chunk, skip, fs)
+      return fs, (m, losses)
+
+    fs, (trace, losses) = jax.lax.scan(chunk, fs, jnp.arange(num_chunks + 1))
+    trace = dict(trace)
+    trace["train_loss"] = losses[:num_chunks].reshape(-1)
+    trace["step"] = jnp.arange(num_chunks + 1) * config.eval_every
+    trace["final_loc"] = fitter.result(fs).params["loc"]
+    return trace
+
+  return run
+
+
+def run(config, workdir: str) -> dict[str, Any]:
+  """Trains with every estimator; writes results.json, results.md, plots."""
+  _validate(config)
+  workdir = results_lib.ensure_workdir(workdir)
+  data_np = load_data(config.split_seed, config.test_fraction)
+  for name, arr in data_np.items():
+    data_lib.check_finite(name, arr)
+  data = jax.tree.map(jnp.asarray, data_np)
+  keys = jax.random.split(jax.random.key(config.seed), config.num_seeds)
+  traces, rows = {}, []
+  for name in config.estimators:
+    t0 = time.time()
+    run_fn = jax.jit(jax.vmap(make_run(ESTIMATORS[name](), data, config)),
+                     compiler_options=_compiler_options(config))
+    tr = jax.tree.map(np.asarray, jax.block_until_ready(run_fn(keys)))
+    seconds = time.time() - t0
+    logging.info("%s: %.1fs", name, seconds)
+    if not np.all(np.isfinite(tr["elbo"])):
+      logging.warning("%s: non-finite ELBO during training", name)
+    traces[name] = tr
+    final_elbo = tr["elbo"][:, -1]
+    rows.append({
+        "estimator": name,
+        "initial_elbo": float(np.mean(tr["elbo"][:, 0])),
+        "final_elbo": float(np.mean(final_elbo)),
+        "final_elbo_std": float(np.std(final_elbo)),
+        "test_accuracy": float(np.mean(tr["test_accuracy"][:, -1])),
+        "mean_log10_grad_var": float(np.mean(np.log10(tr["grad_variance"]))),
+        "seconds": seconds})
+  res = {
+      "config": config.to_dict(),
+      "num_train": int(data_np["x_train"].shape[0]),
+      "num_test": int(data_np["x_test"].shape[0]),
+      "dim": int(data_np["x_train"].shape[1]),
+      "summary": rows,
+      "traces": {k: {kk: vv for kk, vv in v.items()} for k, v in
+                 traces.items()},
+  }
+  table = results_lib.markdown_table(
+      rows, ["estimator", "initial_elbo", "final_elbo", "final_elbo_std",
+             "test_accuracy", "mean_log10_grad_var", "seconds"], precision=3)
+  header = (f"# Bayesian logistic regression, breast cancer (Mohamed et al. "
+            f"2020, Sec. 8)\n\n{res['num_train']} train / {res['num_test']} "
+            f"test examples, D = {res['dim']}; {config.num_steps} full-batch "
+            f"Adam steps (lr {config.learning_rate}), {config.num_samples} "
+            f"samples per estimate, mean over {config.num_seeds} seeds. "
+            f"Gradient variance: total over loc and scale of the data-term "
+            f"estimate, {config.variance_replicas} keys, every "
+            f"{config.eval_every} steps.\n\n")
+  results_lib.write_outputs(workdir, res, header + table)
+  _plot(traces, config, workdir)
+  res["table"] = header + table
+  return res
+
+
+def _plot(traces, config, workdir) -> None:
+  plt = results_lib.pyplot()
+  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  for name, tr in traces.items():
+    step = tr["step"][0]
+    for ax, key, log in ((axes[0], "grad_variance", True),
+                         (axes[1], "elbo", False),
+                         (axes[2], "test_accuracy", False)):
+      vals = np.log10(tr[key]) if log else tr[key]
+      mean = vals.mean(0)
+      line, = ax.plot(step, mean, label=name)
+      ax.fill_between(step, vals.min(0), vals.max(0), alpha=0.2,
+                      color=line.get_color())
+  axes[0].set_ylabel("log10 total gradient variance")
+  axes[1].set_ylabel("ELBO")
+  axes[2].set_ylabel("test accuracy")
+  lo = min(np.percentile(tr["elbo"], 5) for tr in traces.values())
+  hi = max(np.max(tr["elbo"]) for tr in traces.values())
+  axes[1].set_ylim(lo, hi + 0.05 * (hi - lo) + 1e-6)
+  for ax in axes:
+    ax.set_xlabel("step")
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize=8)
+  fig.suptitle(f"Bayesian logistic regression (breast cancer): "
+               f"{config.num_samples} samples per estimate, "
+               f"{config.num_seeds} seeds (band: min-max)")
+  fig.tight_layout()
+  results_lib.save_figure(fig, os.path.join(workdir, "training.png"))
+
+
+def main(argv):
+  del argv
+  workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
+  res = run(flags.FLAGS.config, workdir)
+  print(res["table"])
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
