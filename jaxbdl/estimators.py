@@ -363,10 +363,19 @@ def _measure_valued_samples(f: Fn, dist: dists.Distribution) -> SamplesFn:
       g_scale = (f_jxd[2] - f_jxd[3]) / sigma_d
       return {"loc": g_loc.reshape(shape), "scale": g_scale.reshape(shape)}
 
-    return jax.vmap(one)(z_sxdx9)
+    # 4 D evaluations of f per sample: beyond a few thousand at once the
+    # vmapped program becomes memory-bound (the f intermediates of every
+    # evaluation are materialised), so large sample counts run in chunks.
+    chunk = max(1, _MVD_EVALS_PER_CHUNK // (4 * d))
+    if num_samples <= chunk:
+      return jax.vmap(one)(z_sxdx9)
+    return jax.lax.map(one, z_sxdx9, batch_size=chunk)
 
   return samples_fn
 
+
+# f evaluations per vmapped chunk of the measure-valued estimator.
+_MVD_EVALS_PER_CHUNK = 4096
 
 measure_valued = Estimator("measure_valued", _measure_valued_samples,
                            linearized_surrogate(_measure_valued_samples))
