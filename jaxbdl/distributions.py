@@ -39,6 +39,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["Distribution", "Normal", "Laplace", "Bernoulli", "Categorical",
            "check_params"]
@@ -120,6 +121,12 @@ def check_params(dist_name: str, params: Any,
   if len(set(shapes.values())) > 1:
     raise ValueError(f"{dist_name} params must have equal shapes, got "
                      f"{shapes}")
+  # Value checks where the values are known (outside jit / grad tracing).
+  scale = params.get("scale") if "scale" in names else None
+  if scale is not None and not isinstance(scale, jax.core.Tracer):
+    if not np.all(np.asarray(scale) > 0):
+      raise ValueError(f"{dist_name} scale must be > 0 everywhere, got "
+                       f"min {float(np.min(np.asarray(scale)))}")
   return out
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "rmse", "rmse_original_units", "gaussian_log_density",
@@ -54,6 +55,9 @@ def rmse(y: jax.Array, mean: jax.Array) -> jax.Array:
     scalar.
   """
   y, mean = jnp.asarray(y), jnp.asarray(mean)
+  if y.shape != mean.shape:
+    raise ValueError(f"rmse: y {list(y.shape)} and mean {list(mean.shape)} "
+                     "must have the same shape")
   return jnp.sqrt(jnp.mean(jnp.square(y - mean)))
 
 
@@ -80,7 +84,6 @@ def gaussian_log_density(y: jax.Array, mean: jax.Array,
   return -0.5 * (_LOG_2PI + jnp.log(variance) + jnp.square(y - mean) / variance)
 
 
-@jax.jit
 def gaussian_predictive_log_likelihood(y: jax.Array, means: jax.Array,
                                        variances: Any) -> jax.Array:
   """Per-point log-likelihood of an equal-weight mixture of ``S`` Gaussians.
@@ -98,7 +101,20 @@ def gaussian_predictive_log_likelihood(y: jax.Array, means: jax.Array,
   Returns:
     ``[N]`` log-likelihoods (nats per point, units of ``y``).
   """
+  if not isinstance(variances, jax.core.Tracer) and not np.all(
+      np.asarray(variances) > 0):
+    raise ValueError("gaussian_predictive_log_likelihood: variances must be "
+                     f"> 0, got min {float(np.min(np.asarray(variances)))}")
+  return _gaussian_predictive_log_likelihood(y, means, variances)
+
+
+@jax.jit
+def _gaussian_predictive_log_likelihood(y, means, variances):
   y, means = jnp.asarray(y), jnp.asarray(means)
+  if means.ndim != 2 or y.shape != means.shape[1:]:
+    raise ValueError("gaussian_predictive_log_likelihood: need y [N] and "
+                     f"means [S, N], got {list(y.shape)} and "
+                     f"{list(means.shape)}")
   variances = jnp.broadcast_to(jnp.asarray(variances, means.dtype), means.shape)
   num_samples = means.shape[0]
   log_p = gaussian_log_density(jnp.broadcast_to(y[None, :], means.shape),
@@ -153,6 +169,11 @@ def accuracy(labels: jax.Array, logits_or_probs: jax.Array) -> jax.Array:
   Returns:
     scalar in ``[0, 1]``.
   """
+  labels = jnp.asarray(labels)
+  if labels.shape != jnp.shape(logits_or_probs)[:-1]:
+    raise ValueError(f"accuracy: labels {list(labels.shape)} do not match "
+                     f"logits {list(jnp.shape(logits_or_probs))} (need [N] and "
+                     "[N, C])")
   pred = jnp.argmax(logits_or_probs, axis=-1)
   return jnp.mean((pred == jnp.asarray(labels)).astype(jnp.float32))
 
@@ -208,6 +229,9 @@ def expected_calibration_error(labels: jax.Array, probs: jax.Array,
   Returns:
     scalar in ``[0, 1]``.
   """
+  if num_bins < 1:
+    raise ValueError(f"expected_calibration_error: num_bins must be >= 1, "
+                     f"got {num_bins}")
   probs = jnp.asarray(probs)
   conf = jnp.max(probs, axis=-1)
   correct = (jnp.argmax(probs, axis=-1) == jnp.asarray(labels)).astype(
@@ -235,5 +259,8 @@ def mean_and_se(values: jax.Array, axis: int = 0) -> tuple[jax.Array,
   """
   values = jnp.asarray(values)
   n = values.shape[axis]
+  if n == 0:
+    raise ValueError(f"mean_and_se: values are empty along axis {axis} "
+                     f"(shape {list(values.shape)})")
   return (jnp.mean(values, axis=axis),
           jnp.std(values, axis=axis) / jnp.sqrt(float(n)))
