@@ -1,0 +1,244 @@
+"""UCI regression benchmark: 20 standard splits, jaxbdl methods vs published numbers.
+
+  python -m experiments.uci_regression --workdir DIR \
+      [--config experiments/configs/uci_regression.py[:quick]] \
+      [--dataset NAME|all] [--method NAME[,NAME]|all] [--data_dir DIR] \
+      [--num_splits N]
+
+``--data_dir`` is the ROOT holding data-set folders (e.g.
+/work/shared/data/uci) or one data-set folder. For every (data set, method)
+all splits train as one vmapped, jitted program (``jaxbdl.uci_benchmark``).
+Outputs in ``--workdir``: ``results.json`` (per data set and method:
+``rmse_mean``, ``rmse_se``, ``ll_mean``, ``ll_se`` in original units, a
+``per_split`` list, ``seconds``), ``results.md`` (jaxbdl beside the published
+VI, PBP and MC-dropout columns of ``experiments/reference_results.py``, with
+the target checks) and ``uci.png``. Both files are rewritten after every
+(data set, method), so a long run leaves usable partial results.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Optional
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+import numpy as np
+from ml_collections import config_flags
+
+from experiments import reference_results as ref
+from jaxbdl import data as data_lib
+from jaxbdl import results as results_lib
+from jaxbdl import uci_benchmark
+
+def _define_flags() -> None:
+  """Defines the flags; only when run as a program, so that several
+  experiments can be imported in one process (tests)."""
+  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+  config_flags.DEFINE_config_file(
+      "config", os.path.join(os.path.dirname(__file__), "configs",
+                             "uci_regression.py"),
+      "Config file.", lock_config=True)
+  flags.DEFINE_string("dataset", None, "Data-set folder name or 'all' "
+                      "(overrides config.dataset).")
+  flags.DEFINE_string("method", None, "Method name(s), comma-separated, or "
+                      "'all' (overrides config.method).")
+  flags.DEFINE_string("data_dir", None, "Root of data-set folders, or one "
+                      "folder (overrides config.data_dir).")
+  flags.DEFINE_integer("num_splits", None, "Run only the first N splits "
+                       "(overrides config.num_splits; 0 = all).")
+
+
+def resolve_datasets(data_dir: str, dataset: str) -> list[tuple[str, str]]:
+  """Returns ``[(name, folder)]`` to run; validates the paths and names.
+
+  Raises:
+    FileNotFoundError: ``data_dir`` does not exist.
+    ValueError: no data set in the standard layout, or an unknown name.
+  """
+  data_dir = os.path.expanduser(data_dir or "")
+  if not data_dir or not os.path.isdir(data_dir):
+    raise FileNotFoundError(f"--data_dir {data_dir!r} does not exist or is not "
+                            "a directory")
+  if os.path.isfile(os.path.join(data_dir, "data.txt")):
+    # One data-set folder.
+    name = os.path.basename(os.path.normpath(data_dir))
+    if dataset not in ("all", name):
+      raise ValueError(f"--data_dir is the folder of data set {name!r}, but "
+                       f"--dataset is {dataset!r}")
+    if not os.path.isfile(os.path.join(data_dir, "index_features.txt")):
+      raise ValueError(f"{data_dir} has data.txt but no index files "
+                       "(index_features.txt, index_target.txt, n_splits.txt, "
+                       "index_train_K.txt, index_test_K.txt)")
+    return [(name, data_dir)]
+  names = data_lib.list_uci_datasets(data_dir)
+  if not names:
+    raise ValueError(f"no data set in the standard layout under {data_dir} "
+                     "(expected folders holding data.txt, n_splits.txt and "
+                     "the index files)")
+  if dataset == "all":
+    return [(n, os.path.join(data_dir, n)) for n in names]
+  if dataset not in names:
+    raise ValueError(f"unknown dataset {dataset!r} under {data_dir}; valid: "
+                     f"{names} or 'all'")
+  return [(dataset, os.path.join(data_dir, dataset))]
+
+
+def _fmt(mean: float, se: float) -> str:
+  return f"{mean:.2f} ± {se:.2f}" if np.isfinite(mean) else "nan"
+
+
+def _ref(table, name, col):
+  m = table.get(name, {}).get(col)
+  return "-" if m is None else _fmt(*m)
+
+
+def make_table(results: dict) -> str:
+  """Markdown: jaxbdl beside published VI / PBP / MC dropout, and the checks."""
+  rows = []
+  for name, by_method in results["datasets"].items():
+    for method, r in by_method.items():
+      row = {"dataset": name, "method": method,
+             "RMSE": _fmt(r["rmse_mean"], r["rmse_se"]),
+             "RMSE VI": _ref(ref.RMSE, name, "vi"),
+             "RMSE PBP": _ref(ref.RMSE, name, "pbp"),
+             "RMSE MC-dropout": _ref(ref.RMSE, name, "mc_dropout"),
+             "LL": _fmt(r["ll_mean"], r["ll_se"]),
+             "LL VI": _ref(ref.LOG_LIKELIHOOD, name, "vi"),
+             "LL PBP": _ref(ref.LOG_LIKELIHOOD, name, "pbp"),
+             "LL MC-dropout": _ref(ref.LOG_LIKELIHOOD, name, "mc_dropout"),
+             "splits": r["num_splits"], "epochs": r["num_epochs"],
+             "seconds": f"{r['seconds']:.0f}"}
+      rows.append(row)
+  table = results_lib.markdown_table(rows, precision=2) if rows else ""
+  checks = [
+      "", "Targets: (a) mfvi beats published VI on both RMSE and LL; "
+      "(b) the best jaxbdl method (per metric) is within one SE "
+      "(of the MC-dropout number) of, or better than, MC dropout.", "",
+      "| dataset | (a) mfvi < VI RMSE | (a) mfvi > VI LL | best RMSE (method) "
+      "| (b) RMSE | best LL (method) | (b) LL |", "|---|---|---|---|---|---|---|"]
+  for name, chk in results.get("checks", {}).items():
+    checks.append(
+        f"| {name} | {chk.get('mfvi_beats_vi_rmse', '-')} | "
+        f"{chk.get('mfvi_beats_vi_ll', '-')} | {chk['best_rmse']:.3f} "
+        f"({chk['best_rmse_method']}) | {chk['rmse_within_mc_dropout']} | "
+        f"{chk['best_ll']:.3f} ({chk['best_ll_method']}) | "
+        f"{chk['ll_within_mc_dropout']} |")
+  return table + "\n".join(checks) + "\n"
+
+
+def compute_checks(name: str, by_method: dict) -> Optional[dict]:
+  """The target checks for one data set (None without reference numbers)."""
+  if name not in ref.RMSE or not by_method:
+    return None
+  vi_r, vi_l = ref.RMSE[name]["vi"][0], ref.LOG_LIKELIHOOD[name]["vi"][0]
+  mc_r, mc_rse = ref.RMSE[name]["mc_dropout"]
+  mc_l, mc_lse = ref.LOG_LIKELIHOOD[name]["mc_dropout"]
+  best_r = min(by_method, key=lambda m: by_method[m]["rmse_mean"])
+  best_l = max(by_method, key=lambda m: by_method[m]["ll_mean"])
+  out = {
+      "best_rmse_method": best_r, "best_rmse": by_method[best_r]["rmse_mean"],
+      "best_ll_method": best_l, "best_ll": by_method[best_l]["ll_mean"],
+      # Within one SE: compare against the published mean +- its SE, or our
+      # SE, whichever is larger.
+      "rmse_within_mc_dropout": bool(
+          by_method[best_r]["rmse_mean"]
+          <= mc_r + max(mc_rse, by_method[best_r]["rmse_se"])),
+      "ll_within_mc_dropout": bool(
+          by_method[best_l]["ll_mean"]
+          >= mc_l - max(mc_lse, by_method[best_l]["ll_se"])),
+  }
+  if "mfvi" in by_method:
+    out["mfvi_beats_vi_rmse"] = bool(by_method["mfvi"]["rmse_mean"] < vi_r)
+    out["mfvi_beats_vi_ll"] = bool(by_method["mfvi"]["ll_mean"] > vi_l)
+  return out
+
+
+def _plot(results: dict, path: str) -> None:
+  plt = results_lib.pyplot()
+  names = list(results["datasets"])
+  if not names:
+    return
+  fig, axes = plt.subplots(2, len(names), figsize=(3 * len(names), 6),
+                           squeeze=False)
+  for j, name in enumerate(names):
+    by_method = results["datasets"][name]
+    methods = list(by_method)
+    for i, (metric, table, label) in enumerate(
+        (("rmse", ref.RMSE, "test RMSE"), ("ll", ref.LOG_LIKELIHOOD,
+                                            "test LL"))):
+      ax = axes[i, j]
+      ys = [by_method[m][f"{metric}_mean"] for m in methods]
+      es = [by_method[m][f"{metric}_se"] for m in methods]
+      ax.errorbar(range(len(methods)), ys, yerr=es, fmt="o", label="jaxbdl")
+      for col, style in (("vi", "r--"), ("pbp", "g:"), ("mc_dropout", "k-")):
+        if name in table:
+          ax.axhline(table[name][col][0], color=style[0],
+                     linestyle=style[1:], label=col)
+      ax.set_xticks(range(len(methods)))
+      ax.set_xticklabels(methods, rotation=60, fontsize=7)
+      ax.set_title(f"{name}: {label}", fontsize=8)
+  axes[0, 0].legend(fontsize=6)
+  results_lib.save_figure(fig, path)
+
+
+def run(config, workdir: str) -> dict:
+  """Runs the benchmark described by ``config``; writes outputs to ``workdir``."""
+  methods = uci_benchmark.check_method_names(
+      [m.strip() for m in str(config.method).split(",")])
+  if config.num_splits < 0:
+    raise ValueError(f"num_splits must be >= 0, got {config.num_splits}")
+  datasets = resolve_datasets(config.data_dir, config.dataset)
+  results = {"datasets": {}, "checks": {}, "seconds_per_dataset": {},
+             "config": config.to_dict(), "reference_sources": ref.SOURCES,
+             "devices": [str(d) for d in jax.devices()],
+             "note": "MC dropout / map / ensemble use learned homoscedastic "
+                     "(ensemble: heteroscedastic) noise; 1 hidden layer of "
+                     f"{config.hidden} ReLU units for every data set."}
+  key = jax.random.key(config.seed)
+  for name, folder in datasets:
+    ds = data_lib.load_uci(folder)
+    n = ds.n_splits if config.num_splits == 0 else min(config.num_splits,
+                                                       ds.n_splits)
+    splits = data_lib.uci_stacked_splits(ds, list(range(n)))
+    results["datasets"][name] = {}
+    t_ds = time.time()
+    for method in methods:
+      logging.info("%s / %s: %d splits, %d train points", name, method, n,
+                   splits.x_train.shape[1])
+      r = uci_benchmark.evaluate(method, splits, config,
+                                 jax.random.fold_in(key, 0), np.arange(n))
+      s = uci_benchmark.summarise(r)
+      s["first_loss"] = float(np.mean(r["first_loss"]))
+      s["final_loss"] = float(np.mean(r["final_loss"]))
+      results["datasets"][name][method] = s
+      logging.info("%s / %s: RMSE %.3f +- %.3f, LL %.3f +- %.3f (%.0f s)",
+                   name, method, s["rmse_mean"], s["rmse_se"], s["ll_mean"],
+                   s["ll_se"], s["seconds"])
+      chk = compute_checks(name, results["datasets"][name])
+      if chk is not None:
+        results["checks"][name] = chk
+      results["seconds_per_dataset"][name] = time.time() - t_ds
+      results_lib.write_outputs(workdir, results, make_table(results))
+  _plot(results, os.path.join(workdir, "uci.png"))
+  return results
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  workdir = results_lib.ensure_workdir(f.workdir)
+  config = f.config
+  with config.unlocked():
+    for name in ("dataset", "method", "data_dir", "num_splits"):
+      if f[name].value is not None:
+        config[name] = f[name].value
+  res = run(config, workdir)
+  print(make_table(res))
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)

@@ -1,0 +1,86 @@
+"""End-to-end smoke test of experiments/uci_regression.py on a tiny data set."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import uci_regression
+from experiments.configs import uci_regression as config_lib
+
+
+def write_uci_folder(root, name="toy", rows=60, n_splits=3, nan=False,
+                     index_files=True):
+  """Writes a tiny data set in the standard layout; returns its folder."""
+  folder = root / name
+  folder.mkdir(parents=True)
+  rng = np.random.RandomState(0)
+  x = rng.randn(rows, 3)
+  y = x[:, 0] - 0.5 * x[:, 1] ** 2 + 0.1 * rng.randn(rows)
+  table = np.concatenate([x, 10.0 + 3.0 * y[:, None]], axis=1)
+  if nan:
+    table[5, 1] = np.nan
+  np.savetxt(folder / "data.txt", table)
+  (folder / "n_splits.txt").write_text(f"{n_splits}\n")
+  if index_files:
+    (folder / "index_features.txt").write_text("0\n1\n2\n")
+    (folder / "index_target.txt").write_text("3\n")
+    n_test = rows // 10
+    for k in range(n_splits):
+      perm = np.random.RandomState(k).permutation(rows)
+      np.savetxt(folder / f"index_train_{k}.txt", perm[n_test:], fmt="%d")
+      np.savetxt(folder / f"index_test_{k}.txt", perm[:n_test], fmt="%d")
+  return folder
+
+
+def test_quick_run_writes_results_and_learns(tmp_path):
+  root = tmp_path / "data"
+  write_uci_folder(root, "toy", rows=80, n_splits=3)
+  cfg = config_lib.get_config("quick")
+  cfg.data_dir = str(root)
+  cfg.method = "map,mfvi_lrt"
+  cfg.num_steps = 150
+  cfg.max_epochs = 40
+  workdir = tmp_path / "out"
+  workdir.mkdir()
+  res = uci_regression.run(cfg, str(workdir))
+  for f in ("results.json", "results.md", "uci.png"):
+    assert os.path.exists(workdir / f), f
+  saved = json.loads((workdir / "results.json").read_text())
+  toy = saved["datasets"]["toy"]
+  assert set(toy) == {"map", "mfvi_lrt"}
+  y = np.loadtxt(root / "toy" / "data.txt")[:, 3]
+  for method, r in toy.items():
+    assert r["num_splits"] == 2 and len(r["per_split"]) == 2
+    assert r["final_loss"] < r["first_loss"], method
+    # Better than predicting the mean: RMSE below the target's std.
+    assert r["rmse_mean"] < 0.9 * np.std(y), (method, r["rmse_mean"])
+    assert np.isfinite(r["ll_mean"]) and r["ll_se"] >= 0
+  assert "toy" in res["seconds_per_dataset"]
+
+
+@pytest.mark.parametrize("case", ["no_index_files", "nan", "unknown_dataset",
+                                  "unknown_method", "missing_dir"])
+def test_bad_input_gives_clear_error(tmp_path, case):
+  root = tmp_path / "data"
+  cfg = config_lib.get_config("quick")
+  cfg.data_dir = str(root)
+  if case == "no_index_files":
+    cfg.data_dir = str(write_uci_folder(root, "toy", index_files=False))
+    err, match = ValueError, "index"
+  elif case == "nan":
+    write_uci_folder(root, "toy", nan=True)
+    err, match = ValueError, "non-finite"
+  elif case == "unknown_dataset":
+    write_uci_folder(root, "toy")
+    cfg.dataset = "nope"
+    err, match = ValueError, "unknown dataset 'nope'.*toy"
+  elif case == "unknown_method":
+    write_uci_folder(root, "toy")
+    cfg.method = "hmc"
+    err, match = ValueError, "unknown method.*valid"
+  else:
+    cfg.data_dir = str(tmp_path / "absent")
+    err, match = FileNotFoundError, "absent"
+  with pytest.raises(err, match=match):
+    uci_regression.run(cfg, str(tmp_path))
