@@ -82,14 +82,16 @@ def worker_jaxbdl(args):
   loss_fn = vi.make_elbo_loss_fn(apply_fn, noise.log_likelihood, prior, N)
   opt = optax.adam(1e-3)
   state = train.init_train_state(elbo_params, opt)
-  step = jax.jit(train.make_train_step(loss_fn, opt))
+  raw_step = train.make_train_step(loss_fn, opt)
+  # The jaxbdl idiom: the step key is fold_in(key, step) inside the program.
+  step = jax.jit(lambda s, b: raw_step(s, b, jax.random.fold_in(key, s.step)))
   idx = np.random.default_rng(1).integers(0, N, size=(args.steps_per_call, B))
   batches = [{"x": x[i], "y": y[i]} for i in idx]
 
   def dispatched():
     s = state
-    for t, b in enumerate(batches):
-      s, m = step(s, b, jax.random.fold_in(key, t))
+    for b in batches:
+      s, m = step(s, b)
     jax.block_until_ready(s.params)
     return s, m
 

@@ -63,8 +63,11 @@ def run(config, workdir: str) -> dict:
     row["gap / data sd"] = row["sd gap"] / row["sd data"]
     row["rmse vs f (data region)"] = float(np.sqrt(np.mean(
         (mean[regions["data"]] - np.asarray(gap.f_grid)[regions["data"]]) ** 2)))
-    loss = np.asarray(hist["loss"]).reshape(-1, np.asarray(hist["loss"]).shape[-1])
-    row["loss fell"] = bool(np.all(loss[:, -1] < loss[:, 0]))
+    loss = np.asarray(hist["loss"])
+    loss = loss.reshape(-1, loss.shape[-1])
+    # Epochs after an early stop are NaN: compare with the last trained one.
+    last = np.array([r[np.isfinite(r)][-1] for r in loss])
+    row["loss fell"] = bool(np.all(last < loss[:, 0]))
     rows.append(row)
     logging.info("%s: %s", name, row)
   table = (f"Predictive standard deviation by region (noise sd "

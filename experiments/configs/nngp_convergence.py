@@ -34,7 +34,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   if arg == "quick":
     c.num_points = 8
     c.activations = ("relu",)
-    c.widths = (16, 128, 1024)
+    c.widths = (16, 64, 256)
     c.prng_impl = "rbg"
     c.num_inits = 64
     c.max_weight_draws = 2 ** 26
