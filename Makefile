@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 WORKDIR ?= workdirs/demo
 PYTEST_ARGS ?= -n 2
 
-.PHONY: demo test setup setup-test experiments bench clean
+.PHONY: demo test setup setup-test bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest $(PYTEST_ARGS) -m "not experiment" tests
+
+# Benchmarks against peers (each peer gets its own throw-away .venv-<name>).
+bench: $(VENV)/.installed
+	bash bench/setup_optax026.sh && $(PY) bench/estimators_vs_optax.py
+	bash bench/setup_numpyro.sh && $(PY) bench/bnn_step_vs_numpyro.py
+	$(PY) -m bench.nngp_kernel
+	$(PY) bench/scaling.py
 
 clean:
 	rm -rf $(VENV) workdirs .pytest_cache
