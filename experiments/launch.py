@@ -1,0 +1,46 @@
+"""The shared absl entry point of the experiments.
+
+An experiment module defines ``run(config, workdir) -> dict`` (the work,
+writing ``results.json``, ``results.md`` and plots) and ends with::
+
+  if __name__ == "__main__":
+    launch.main("NAME", run)
+
+Flags are defined only then, so several experiments can be imported in one
+process (the tests) without absl's DuplicateFlagError.
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from jaxbdl import results as results_lib
+
+_CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+
+
+def define_flags(name: str) -> None:
+  """Defines ``--workdir`` and ``--config`` (default ``configs/NAME.py``)."""
+  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
+  config_flags.DEFINE_config_file(
+      "config", os.path.join(_CONFIG_DIR, f"{name}.py"),
+      "Config file (append :quick for the tiny variant).", lock_config=True)
+
+
+def main(name: str, run: Callable[..., dict], table: str = "results.md") -> None:
+  """Defines the flags, runs ``run(config, workdir)``, prints the table."""
+  define_flags(name)
+
+  def _main(argv):
+    del argv
+    workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
+    res = run(flags.FLAGS.config, workdir)
+    with open(os.path.join(workdir, table)) as f:
+      print(f.read())
+    if "seconds" in res:
+      print(f"wrote {workdir} in {res['seconds']:.1f}s")
+
+  app.run(_main)
