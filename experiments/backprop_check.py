@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags, logging
+from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ml_collections import config_flags
 
+from experiments import launch
 from jaxbdl import backprop
 from jaxbdl import results as results_lib
 
@@ -184,22 +184,5 @@ def run(config, workdir: str) -> dict:
   return results
 
 
-def _define_flags() -> None:
-  """Defines the flags; only when run as a program, so that several
-  experiments can be imported in one process (tests)."""
-  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-  config_flags.DEFINE_config_file(
-      "config", "experiments/configs/backprop_check.py", "Config file.",
-      lock_config=True)
-
-
-def main(argv):
-  del argv
-  workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
-  res = run(flags.FLAGS.config, workdir)
-  print(res["table"])
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  launch.main("backprop_check", run, report=lambda res, workdir: res["table"])

@@ -41,15 +41,13 @@ import os
 import time
 from typing import Any, Callable
 
-from absl import app
-from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 import optax
 
+from experiments import launch
 from jaxbdl import control_variates
 from jaxbdl import data as data_lib
 from jaxbdl import distributions
@@ -58,18 +56,6 @@ from jaxbdl import likelihoods
 from jaxbdl import results as results_lib
 from jaxbdl import train
 from jaxbdl import vi
-
-
-def _define_flags() -> None:
-  """Defines --workdir and --config; called only when run as a program.
-
-  Defining them at import time would make two experiment modules imported
-  in one process (a test session) collide with DuplicateFlagError.
-  """
-  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-  config_flags.DEFINE_config_file(
-      "config", "experiments/configs/bayes_logreg.py", "Config file.",
-      lock_config=True)
 
 
 Normal = distributions.Normal
@@ -304,13 +290,5 @@ def _plot(traces, config, workdir) -> None:
   results_lib.save_figure(fig, os.path.join(workdir, "training.png"))
 
 
-def main(argv):
-  del argv
-  workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
-  res = run(flags.FLAGS.config, workdir)
-  print(res["table"])
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  launch.main("bayes_logreg", run, report=lambda res, workdir: res["table"])

@@ -37,31 +37,17 @@ import os
 import time
 from typing import Any, Callable, NamedTuple
 
-from absl import app
-from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 
+from experiments import launch
 from jaxbdl import control_variates
 from jaxbdl import distributions
 from jaxbdl import estimators
 from jaxbdl import quadrature
 from jaxbdl import results as results_lib
-
-
-def _define_flags() -> None:
-  """Defines --workdir and --config; called only when run as a program.
-
-  Defining them at import time would make two experiment modules imported
-  in one process (a test session) collide with DuplicateFlagError.
-  """
-  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-  config_flags.DEFINE_config_file(
-      "config", "experiments/configs/estimator_variance.py", "Config file.",
-      lock_config=True)
 
 
 Normal = distributions.Normal
@@ -405,16 +391,8 @@ def _plot(rows, config, settings, workdir) -> None:
         fig, os.path.join(workdir, f"variance_mu{mu:g}_sigma{sigma:g}.png"))
 
 
-def main(argv):
-  del argv
-  workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
-  res = run(flags.FLAGS.config, workdir)
-  print(res["header"] + res["summary_table"])
-  print(f"Full table: {os.path.join(workdir, 'results.md')}; "
-        f"Monte Carlo {res['mc_seconds']:.1f}s, total "
-        f"{res['total_seconds']:.1f}s.")
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  launch.main("estimator_variance", run, report=lambda res, workdir: (
+      res["header"] + res["summary_table"]
+      + f"\nFull table: {os.path.join(workdir, 'results.md')}; Monte Carlo "
+      f"{res['mc_seconds']:.1f}s, total {res['total_seconds']:.1f}s."))

@@ -30,17 +30,24 @@ def define_flags(name: str) -> None:
       "Config file (append :quick for the tiny variant).", lock_config=True)
 
 
-def main(name: str, run: Callable[..., dict], table: str = "results.md") -> None:
-  """Defines the flags, runs ``run(config, workdir)``, prints the table."""
+def default_report(res: dict, workdir: str) -> str:
+  """The workdir's ``results.md``, plus the run time when ``res`` has one."""
+  with open(os.path.join(workdir, "results.md")) as f:
+    text = f.read()
+  if "seconds" in res:
+    text += f"\nwrote {workdir} in {res['seconds']:.1f}s"
+  return text
+
+
+def main(name: str, run: Callable[..., dict],
+         report: Callable[[dict, str], str] = default_report) -> None:
+  """Defines the flags, runs ``run(config, workdir)``, prints ``report``."""
   define_flags(name)
 
   def _main(argv):
     del argv
     workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
     res = run(flags.FLAGS.config, workdir)
-    with open(os.path.join(workdir, table)) as f:
-      print(f.read())
-    if "seconds" in res:
-      print(f"wrote {workdir} in {res['seconds']:.1f}s")
+    print(report(res, workdir))
 
   app.run(_main)

@@ -35,15 +35,13 @@ import os
 import time
 from typing import Any, Callable, NamedTuple
 
-from absl import app
-from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
-from ml_collections import config_flags
 import numpy as np
 import optax
 
+from experiments import launch
 from jaxbdl import data as data_lib
 from jaxbdl import likelihoods
 from jaxbdl import metrics
@@ -376,25 +374,7 @@ def run(config, workdir: str) -> dict:
   return results
 
 
-def _define_flags() -> None:
-  """Defines --workdir and --config; called only when run as a program.
-
-  Defining them at import time would make two experiment modules imported in
-  one process (a test session) collide with DuplicateFlagError.
-  """
-  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-  config_flags.DEFINE_config_file(
-      "config", "experiments/configs/map_regression.py", "Config file.",
-      lock_config=True)
-
-
-def main(argv):
-  del argv
-  workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
-  res = run(flags.FLAGS.config, workdir)
-  print(results_lib.markdown_table(res["rows"], TABLE_COLUMNS, precision=4))
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  launch.main("map_regression", run,
+              report=lambda res, workdir: results_lib.markdown_table(
+                  res["rows"], TABLE_COLUMNS, precision=4))

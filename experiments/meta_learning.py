@@ -29,16 +29,14 @@ import os
 import time
 from typing import Any
 
-from absl import app
-from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 import optax
 
+from experiments import launch
 from jaxbdl import data as data_lib
 from jaxbdl import maml
 from jaxbdl import metrics
@@ -46,17 +44,6 @@ from jaxbdl import networks
 from jaxbdl import results as results_lib
 from jaxbdl import train
 
-
-def _define_flags() -> None:
-  """Defines --workdir and --config; called only when run as a program.
-
-  Defining them at import time would make two experiment modules imported in
-  one process (a test session) collide with DuplicateFlagError.
-  """
-  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-  config_flags.DEFINE_config_file(
-      "config", "experiments/configs/meta_learning.py", "Config file.",
-      lock_config=True)
 
 METHODS = ("maml", "pretrained")
 
@@ -211,15 +198,5 @@ def _plot_fits(workdir, config, task_loss, apply_fn, fits, key):
   results_lib.save_figure(fig, os.path.join(workdir, "adapted_fits.png"))
 
 
-def main(argv):
-  del argv
-  workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
-  res = run(flags.FLAGS.config, workdir)
-  with open(os.path.join(workdir, "results.md")) as f:
-    print(f.read())
-  logging.info("total %.1f s", res["seconds"])
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  launch.main("meta_learning", run)

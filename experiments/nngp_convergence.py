@@ -49,27 +49,13 @@ import math
 import os
 import time
 
-from absl import app
-from absl import flags
 from absl import logging
 import jax
-from ml_collections import config_flags
 import numpy as np
 
+from experiments import launch
 from jaxbdl import nngp
 from jaxbdl import results as results_lib
-
-def _define_flags() -> None:
-  """Defines --workdir and --config; called only when run as a program.
-
-  Defining them at import time would make two experiment modules imported in
-  one process (a test session) collide with DuplicateFlagError.
-  """
-  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-  config_flags.DEFINE_config_file(
-      "config", "experiments/configs/nngp_convergence.py", "Config file.",
-      lock_config=True)
-
 
 TABLE_COLUMNS = ("activation", "width", "num_inits", "rms_rel_error",
                  "rms_rel_error_se", "mean_kernel_rel_error",
@@ -218,14 +204,8 @@ def run(config, workdir: str) -> dict:
   return results
 
 
-def main(argv):
-  del argv
-  workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
-  res = run(flags.FLAGS.config, workdir)
-  print(results_lib.markdown_table(res["rows"], TABLE_COLUMNS, precision=4))
-  print(results_lib.markdown_table(res["slopes"], SLOPE_COLUMNS, precision=3))
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  launch.main("nngp_convergence", run, report=lambda res, workdir: (
+      results_lib.markdown_table(res["rows"], TABLE_COLUMNS, precision=4)
+      + "\n" + results_lib.markdown_table(res["slopes"], SLOPE_COLUMNS,
+                                          precision=3)))

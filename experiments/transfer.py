@@ -31,16 +31,14 @@ import os
 import time
 from typing import Any
 
-from absl import app
-from absl import flags
 from absl import logging
 import jax
 import jax.numpy as jnp
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 import optax
 
+from experiments import launch
 from jaxbdl import checkpoint
 from jaxbdl import data as data_lib
 from jaxbdl import likelihoods
@@ -52,17 +50,6 @@ from jaxbdl import results as results_lib
 from jaxbdl import train
 from jaxbdl import transfer
 
-
-def _define_flags() -> None:
-  """Defines --workdir and --config; called only when run as a program.
-
-  Defining them at import time would make two experiment modules imported in
-  one process (a test session) collide with DuplicateFlagError.
-  """
-  flags.DEFINE_string("workdir", None, "Output directory.", required=True)
-  config_flags.DEFINE_config_file(
-      "config", "experiments/configs/transfer.py", "Config file.",
-      lock_config=True)
 
 METHODS = ("frozen", "finetune", "scratch")
 
@@ -284,15 +271,5 @@ def _plot(workdir, shots, accuracy):
   results_lib.save_figure(fig, os.path.join(workdir, "accuracy_vs_k.png"))
 
 
-def main(argv):
-  del argv
-  workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
-  res = run(flags.FLAGS.config, workdir)
-  with open(os.path.join(workdir, "results.md")) as f:
-    print(f.read())
-  logging.info("total %.1f s", res["seconds"])
-
-
 if __name__ == "__main__":
-  _define_flags()
-  app.run(main)
+  launch.main("transfer", run)
