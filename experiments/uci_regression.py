@@ -49,6 +49,9 @@ def _define_flags() -> None:
                       "folder (overrides config.data_dir).")
   flags.DEFINE_integer("num_splits", None, "Run only the first N splits "
                        "(overrides config.num_splits; 0 = all).")
+  flags.DEFINE_bool("grid_search", None, "Select hyper-parameters per split "
+                    "on a validation part over config.grid (overrides "
+                    "config.grid_search).")
 
 
 def resolve_datasets(data_dir: str, dataset: str) -> list[tuple[str, str]]:
@@ -100,7 +103,8 @@ def make_table(results: dict) -> str:
   rows = []
   for name, by_method in results["datasets"].items():
     for method, r in by_method.items():
-      row = {"dataset": name, "method": method,
+      row = {"dataset": name,
+             "method": method + (" (grid)" if "grid" in r else ""),
              "RMSE": _fmt(r["rmse_mean"], r["rmse_se"]),
              "RMSE VI": _ref(ref.RMSE, name, "vi"),
              "RMSE PBP": _ref(ref.RMSE, name, "pbp"),
@@ -110,7 +114,7 @@ def make_table(results: dict) -> str:
              "LL PBP": _ref(ref.LOG_LIKELIHOOD, name, "pbp"),
              "LL MC-dropout": _ref(ref.LOG_LIKELIHOOD, name, "mc_dropout"),
              "splits": r["num_splits"], "epochs": r["num_epochs"],
-             "seconds": f"{r['seconds']:.0f}"}
+             "seconds": f"{r['seconds'] + r.get('grid_seconds', 0.0):.0f}"}
       rows.append(row)
   table = results_lib.markdown_table(rows, precision=2) if rows else ""
   checks = [
@@ -184,6 +188,27 @@ def _plot(results: dict, path: str) -> None:
   results_lib.save_figure(fig, path)
 
 
+def _method_grid(config, method: str) -> Optional[dict]:
+  """``{field: [values]}`` to search for ``method``, or None (fixed config)."""
+  if not config.grid_search or method not in config.grid:
+    return None
+  return {f: list(v) for f, v in config.grid[method].items()}
+
+
+def _grid_summary(r: dict) -> dict:
+  """What the per-split selection chose and how the grid scored (JSON-able)."""
+  fields = sorted(r["grid"])
+  return {
+      "grid": {f: [float(v) for v in r["grid"][f]] for f in fields},
+      "grid_valid_ll_mean": [float(v) for v in np.mean(r["valid_ll"], 1)],
+      "grid_valid_rmse_mean": [float(v) for v in np.mean(r["valid_rmse"], 1)],
+      "chosen": [int(c) for c in r["chosen"]],
+      "chosen_hparams": {f: [float(v) for v in r["hparams"][f]]
+                         for f in fields},
+      "grid_seconds": float(r["grid_seconds"]),
+  }
+
+
 def run(config, workdir: str) -> dict:
   """Runs the benchmark described by ``config``; writes outputs to ``workdir``."""
   methods = uci_benchmark.check_method_names(
@@ -208,9 +233,18 @@ def run(config, workdir: str) -> dict:
     for method in methods:
       logging.info("%s / %s: %d splits, %d train points", name, method, n,
                    splits.x_train.shape[1])
-      r = uci_benchmark.evaluate(method, splits, config,
-                                 jax.random.fold_in(key, 0), np.arange(n))
+      grid = _method_grid(config, method)
+      if grid is None:
+        r = uci_benchmark.evaluate(method, splits, config,
+                                   jax.random.fold_in(key, 0), np.arange(n))
+      else:
+        r = uci_benchmark.grid_search(
+            method, splits, config, jax.random.fold_in(key, 0), grid,
+            np.arange(n), float(config.grid_valid_fraction),
+            str(config.grid_criterion))
       s = uci_benchmark.summarise(r)
+      if grid is not None:
+        s.update(_grid_summary(r))
       s["first_loss"] = float(np.mean(r["first_loss"]))
       s["final_loss"] = float(np.mean(r["final_loss"]))
       results["datasets"][name][method] = s
@@ -232,7 +266,7 @@ def main(argv):
   workdir = results_lib.ensure_workdir(f.workdir)
   config = f.config
   with config.unlocked():
-    for name in ("dataset", "method", "data_dir", "num_splits"):
+    for name in ("dataset", "method", "data_dir", "num_splits", "grid_search"):
       if f[name].value is not None:
         config[name] = f[name].value
   res = run(config, workdir)

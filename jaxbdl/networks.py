@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 PyTree = Any
 
@@ -114,6 +115,27 @@ def count_params(params: PyTree) -> int:
   return int(sum(math.prod(jnp.shape(x)) for x in jax.tree_util.tree_leaves(params)))
 
 
+def _is_concrete(value) -> bool:
+  """True for a Python / NumPy number; False for a (possibly traced) array,
+  e.g. a hyper-parameter vmapped over a grid."""
+  return isinstance(value, (int, float, np.integer, np.floating))
+
+
+def _traced_dropout(module: nn.Module, h: jax.Array, rate: jax.Array,
+                    train: bool) -> jax.Array:
+  """Inverted dropout with a TRACED rate (``nn.Dropout`` needs a Python float).
+
+  Same semantics as ``nn.Dropout``: keep with probability ``1 - rate`` and
+  scale kept units by ``1 / (1 - rate)``; identity when ``train`` is False.
+  Used when ``MLP.dropout_rate`` is vmapped, e.g. over a hyper-parameter grid.
+  """
+  if not train:
+    return h
+  keep = 1.0 - jnp.asarray(rate, h.dtype)
+  mask = jax.random.bernoulli(module.make_rng("dropout"), keep, h.shape)
+  return jnp.where(mask, h / keep, jnp.zeros_like(h))
+
+
 class MLP(nn.Module):
   """Fully connected network ``[N, D] -> [N, features[-1]]``.
 
@@ -136,7 +158,10 @@ class MLP(nn.Module):
   Attributes:
     features: hidden sizes then the output size, e.g. ``(50, 1)``.
     activation: name for :func:`get_activation`.
-    dropout_rate: drop probability in ``[0, 1)`` after each hidden activation.
+    dropout_rate: drop probability in ``[0, 1)`` after each hidden activation;
+      may be a traced scalar (vmapped over a hyper-parameter grid), in which
+      case it is not validated and the mask comes from the ``"dropout"`` rng
+      of the MLP itself rather than of an ``nn.Dropout`` submodule.
     batch_norm: whether to batch-normalise each hidden pre-activation.
     kernel_init: name for :func:`get_initializer`.
     init_scale: ``scale`` for :func:`get_initializer`.
@@ -157,7 +182,7 @@ class MLP(nn.Module):
                        "output size)")
     if any(int(f) <= 0 for f in self.features):
       raise ValueError(f"MLP.features must be positive, got {tuple(self.features)}")
-    if not 0.0 <= self.dropout_rate < 1.0:
+    if _is_concrete(self.dropout_rate) and not 0.0 <= self.dropout_rate < 1.0:
       raise ValueError(f"MLP.dropout_rate must be in [0, 1), got {self.dropout_rate}")
     if self.bias_init_std < 0:
       raise ValueError(f"MLP.bias_init_std must be >= 0, got {self.bias_init_std}")
@@ -191,7 +216,9 @@ class MLP(nn.Module):
       h = act(h)
       if record:
         self.sow("intermediates", f"act_{i}", h)
-      if self.dropout_rate > 0:
+      if not _is_concrete(self.dropout_rate):
+        h = _traced_dropout(self, h, self.dropout_rate, train)
+      elif self.dropout_rate > 0:
         h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
     last = len(self.features) - 1
     return nn.Dense(int(self.features[-1]), kernel_init=kinit, bias_init=binit,

@@ -58,8 +58,9 @@ from jaxbdl import vi
 PyTree = Any
 Array = jax.Array
 
-__all__ = ["Method", "METHODS", "default_config", "build_method",
-           "num_epochs_for", "evaluate", "summarise", "check_method_names"]
+__all__ = ["Method", "METHODS", "TUNABLE", "default_config", "build_method",
+           "method_hparams", "num_epochs_for", "evaluate", "grid_points",
+           "grid_search", "summarise", "check_method_names"]
 
 
 class Method(NamedTuple):
@@ -98,10 +99,15 @@ def default_config() -> ml_collections.ConfigDict:
   c.num_predict_samples = 100
   c.noise_init_scale = 0.5
   c.noise_min_scale = 1e-3
+  # noise: "learned" (a point estimate) or "fixed" at noise_scale (standardised
+  # units; Gal & Ghahramani's tau = 1 / noise_scale^2, meant to be chosen by
+  # grid_search on validation data).
   c.map = ml_collections.ConfigDict(dict(
-      prior_scale=1.0, valid_fraction=0.1, patience=100))
+      prior_scale=1.0, valid_fraction=0.1, patience=100, noise="learned",
+      noise_scale=0.5))
   c.mc_dropout = ml_collections.ConfigDict(dict(
-      dropout_rate=0.05, prior_scale=1.0, valid_fraction=0.0, patience=0))
+      dropout_rate=0.05, prior_scale=1.0, valid_fraction=0.0, patience=0,
+      noise="learned", noise_scale=0.5))
   c.mfvi = ml_collections.ConfigDict(dict(
       prior="gaussian", prior_scale=1.0, init_scale=1e-3, num_train_samples=1,
       valid_fraction=0.0, patience=0))
@@ -128,11 +134,11 @@ def num_epochs_for(num_train: int, batch_size: int, num_steps: int,
 # Builders.
 
 
-def _fit_fn(loss_fn, config, num_train: int, mcfg, eval_fn=None):
+def _fit_fn(loss_fn, config, num_train: int, mcfg, hp, eval_fn=None):
   patience = int(mcfg.patience) if mcfg.valid_fraction > 0 and mcfg.patience else None
   epochs = num_epochs_for(num_train, config.batch_size, config.num_steps,
                           config.min_epochs, config.max_epochs)
-  opt = optax.adam(config.learning_rate)
+  opt = optax.adam(hp["learning_rate"])
   fit = train.make_fit(loss_fn, opt, num_epochs=epochs,
                        batch_size=config.batch_size,
                        eval_fn=eval_fn if mcfg.valid_fraction > 0 else None,
@@ -140,13 +146,16 @@ def _fit_fn(loss_fn, config, num_train: int, mcfg, eval_fn=None):
   return opt, fit
 
 
-def _make_prior(mcfg) -> vi.Prior:
+def _make_prior(mcfg, hp) -> vi.Prior:
   if mcfg.prior == "gaussian":
-    return vi.gaussian_prior(mcfg.prior_scale)
+    return vi.gaussian_prior(hp["prior_scale"])
+  if not isinstance(hp["prior_scale"], (int, float)):
+    raise ValueError(f"a grid over prior_scale needs prior='gaussian', got "
+                     f"prior={mcfg.prior!r}")
   if mcfg.prior == "learned_gaussian":
-    return vi.learned_gaussian_prior(mcfg.prior_scale)
+    return vi.learned_gaussian_prior(hp["prior_scale"])
   if mcfg.prior == "laplace":
-    return vi.laplace_prior(mcfg.prior_scale)
+    return vi.laplace_prior(hp["prior_scale"])
   raise ValueError(f"unknown prior {mcfg.prior!r}; valid: ['gaussian', "
                    "'learned_gaussian', 'laplace']")
 
@@ -161,26 +170,43 @@ def _nll_eval(predict_fn):
   return eval_fn
 
 
-def _point_network(name: str, config, mcfg, num_train: int, input_dim: int,
-                   dropout_rate: float, heteroscedastic: bool,
+def _point_network(name: str, config, mcfg, hp, num_train: int,
+                   input_dim: int, dropout_rate, heteroscedastic: bool,
                    num_predict: int):
-  """MAP-style network with learned noise; used by map, mc_dropout, ensemble.
+  """MAP-style network with Gaussian noise; used by map, mc_dropout, ensemble.
 
-  Params ``{"net": MLP params, "raw_noise": []}``. The homoscedastic noise is
-  appended as an extra output column so the loss is
-  ``likelihoods.heteroscedastic_gaussian`` in both cases.
+  Params ``{"net": MLP params, "raw_noise": []}``. The noise standard
+  deviation is ``softplus(raw) + min_scale``: ``raw`` is a network output
+  (heteroscedastic), the learned scalar ``raw_noise`` (``mcfg.noise ==
+  "learned"``), or the constant that gives ``hp["noise_scale"]``
+  (``mcfg.noise == "fixed"``: Gal & Ghahramani's fixed model precision
+  ``tau = 1 / noise_scale^2``, chosen on validation data). The homoscedastic
+  raw scale is appended as an extra output column so the loss is
+  ``likelihoods.heteroscedastic_gaussian`` in every case.
   """
   module = networks.MLP((config.hidden, 2 if heteroscedastic else 1),
                         dropout_rate=dropout_rate)
   net_apply = objectives.flax_train_apply(module)
-  min_scale = config.noise_min_scale
+  min_scale = hp["noise_min_scale"]
   noise = vi.heteroscedastic_gaussian_noise(min_scale)
+  noise_kind = mcfg.get("noise", "learned")
+  if noise_kind not in ("learned", "fixed"):
+    raise ValueError(f"{name}.noise must be 'learned' or 'fixed', got "
+                     f"{noise_kind!r}")
+  if noise_kind == "fixed" and heteroscedastic:
+    raise ValueError(f"{name}: noise='fixed' needs heteroscedastic=False")
+  if noise_kind == "fixed":
+    if isinstance(hp["noise_scale"], (int, float)) and not (
+        hp["noise_scale"] > min_scale):
+      raise ValueError(f"{name}.noise_scale must exceed noise_min_scale, got "
+                       f"{hp['noise_scale']} <= {min_scale}")
+    fixed_raw = vi.softplus_inverse(jnp.asarray(hp["noise_scale"]) - min_scale)
 
   def pack(params, out):
     if heteroscedastic:
       return out
-    raw = jnp.broadcast_to(jnp.reshape(params["raw_noise"], (1, 1)),
-                           (out.shape[0], 1))
+    raw = fixed_raw if noise_kind == "fixed" else params["raw_noise"]
+    raw = jnp.broadcast_to(jnp.reshape(raw, (1, 1)), (out.shape[0], 1))
     return jnp.concatenate([out, raw], axis=1)
 
   def train_apply(params, model_state, x, key):
@@ -190,8 +216,7 @@ def _point_network(name: str, config, mcfg, num_train: int, input_dim: int,
   def log_lik(y, outputs):
     return likelihoods.heteroscedastic_gaussian(y, outputs, min_scale)
 
-  prior_scale = float(mcfg.prior_scale)
-  log_prior = lambda p: priors.gaussian(p["net"], prior_scale)
+  log_prior = lambda p: priors.gaussian(p["net"], hp["prior_scale"])
   loss_fn = objectives.scale_loss(
       objectives.make_map_loss_fn(train_apply, log_lik, log_prior, num_train),
       1.0 / num_train)
@@ -200,7 +225,7 @@ def _point_network(name: str, config, mcfg, num_train: int, input_dim: int,
     return pack(params, module.apply({"params": params["net"]}, x))
 
   def predict(params, x, key):
-    if dropout_rate > 0:
+    if name == "mc_dropout":
       outs = mc_dropout.predict(
           lambda p, xx, k: pack(p, module.apply({"params": p["net"]}, xx,
                                                  train=True,
@@ -213,16 +238,18 @@ def _point_network(name: str, config, mcfg, num_train: int, input_dim: int,
   def init(key):
     net = module.init(key, jnp.zeros((1, input_dim), jnp.float32))["params"]
     raw = vi.softplus_inverse(config.noise_init_scale - min_scale)
+    if noise_kind == "fixed":  # unused (zero gradient); kept for one layout
+      raw = jnp.zeros((), jnp.float32)
     return {"net": net, "raw_noise": raw}
 
   eval_fn = _nll_eval(lambda p, x, k: noise.moments({}, det_apply(p, x)[None]))
-  opt, fit = _fit_fn(loss_fn, config, num_train, mcfg, eval_fn)
+  opt, fit = _fit_fn(loss_fn, config, num_train, mcfg, hp, eval_fn)
   return init, opt, fit, predict
 
 
-def _build_map(config, num_train, input_dim):
+def _build_map(config, num_train, input_dim, hp):
   mcfg = config.map
-  init, opt, fit, predict = _point_network("map", config, mcfg, num_train,
+  init, opt, fit, predict = _point_network("map", config, mcfg, hp, num_train,
                                            input_dim, 0.0, False, 1)
 
   def train_fn(data, key, valid=None):
@@ -233,11 +260,11 @@ def _build_map(config, num_train, input_dim):
   return Method("map", train_fn, predict, float(mcfg.valid_fraction))
 
 
-def _build_mc_dropout(config, num_train, input_dim):
+def _build_mc_dropout(config, num_train, input_dim, hp):
   mcfg = config.mc_dropout
   init, opt, fit, predict = _point_network(
-      "mc_dropout", config, mcfg, num_train, input_dim,
-      float(mcfg.dropout_rate), False, int(config.num_predict_samples))
+      "mc_dropout", config, mcfg, hp, num_train, input_dim,
+      hp["dropout_rate"], False, int(config.num_predict_samples))
 
   def train_fn(data, key, valid=None):
     k1, k2 = jax.random.split(key)
@@ -247,10 +274,10 @@ def _build_mc_dropout(config, num_train, input_dim):
   return Method("mc_dropout", train_fn, predict, float(mcfg.valid_fraction))
 
 
-def _build_ensemble(config, num_train, input_dim):
+def _build_ensemble(config, num_train, input_dim, hp):
   mcfg = config.ensemble
   init, opt, fit, predict_one = _point_network(
-      "ensemble", config, mcfg, num_train, input_dim, 0.0,
+      "ensemble", config, mcfg, hp, num_train, input_dim, 0.0,
       bool(mcfg.heteroscedastic), 1)
   m = int(mcfg.num_members)
   efit = ensembles.make_ensemble_fit(fit, m)
@@ -269,11 +296,11 @@ def _build_ensemble(config, num_train, input_dim):
   return Method("ensemble", train_fn, predict, float(mcfg.valid_fraction))
 
 
-def _build_mfvi(config, num_train, input_dim):
+def _build_mfvi(config, num_train, input_dim, hp):
   mcfg = config.mfvi
   module = networks.MLP((config.hidden, 1))
   apply_fn = lambda w, x: module.apply({"params": w}, x)
-  prior = _make_prior(mcfg)
+  prior = _make_prior(mcfg, hp)
   noise = vi.learned_gaussian_noise(config.noise_init_scale,
                                     config.noise_min_scale)
   loss_fn = vi.make_elbo_loss_fn(apply_fn, noise.log_likelihood, prior,
@@ -285,12 +312,12 @@ def _build_mfvi(config, num_train, input_dim):
 
   eval_fn = _nll_eval(lambda p, x, k: vi.predict_moments(p, apply_fn, noise, x,
                                                          k, 10))
-  opt, fit = _fit_fn(loss_fn, config, num_train, mcfg, eval_fn)
+  opt, fit = _fit_fn(loss_fn, config, num_train, mcfg, hp, eval_fn)
 
   def train_fn(data, key, valid=None):
     k1, k2 = jax.random.split(key)
     w = module.init(k1, jnp.zeros((1, input_dim), jnp.float32))["params"]
-    params = vi.init_elbo_params(w, prior, noise, float(mcfg.init_scale))
+    params = vi.init_elbo_params(w, prior, noise, hp["init_scale"])
     state, hist = fit(train.init_train_state(params, opt), data, k2, valid)
     return state.params, hist
 
@@ -298,11 +325,11 @@ def _build_mfvi(config, num_train, input_dim):
 
 
 def _layer_builder(layer: str, name: str):
-  def build(config, num_train, input_dim):
+  def build(config, num_train, input_dim, hp):
     mcfg = config[name]
     model = bayesian_layers.BayesianMLP((config.hidden, 1), layer=layer,
                                         init_scale=float(mcfg.init_scale))
-    prior = _make_prior(mcfg)
+    prior = _make_prior(mcfg, hp)
     noise = vi.learned_gaussian_noise(config.noise_init_scale,
                                       config.noise_min_scale)
     loss_fn = bayesian_layers.make_elbo_loss_fn(
@@ -315,7 +342,7 @@ def _layer_builder(layer: str, name: str):
 
     eval_fn = _nll_eval(lambda p, x, k: bayesian_layers.predict_moments(
         model, p, noise, x, k, 10))
-    opt, fit = _fit_fn(loss_fn, config, num_train, mcfg, eval_fn)
+    opt, fit = _fit_fn(loss_fn, config, num_train, mcfg, hp, eval_fn)
 
     def train_fn(data, key, valid=None):
       k1, k2 = jax.random.split(key)
@@ -350,11 +377,49 @@ def check_method_names(names) -> list[str]:
   return names
 
 
-def build_method(name: str, config: ml_collections.ConfigDict, num_train: int,
-                 input_dim: int) -> Method:
-  """Builds the registered method ``name`` for ``num_train`` fitting points."""
+# Hyper-parameters that may be traced, so that a grid over them is one vmapped
+# program (:func:`grid_search`). ``learning_rate`` is ``config.learning_rate``
+# unless the method's sub-config overrides it.
+TUNABLE: dict[str, tuple[str, ...]] = {
+    "map": ("learning_rate", "prior_scale", "noise_min_scale", "noise_scale"),
+    "mc_dropout": ("learning_rate", "prior_scale", "noise_min_scale",
+                   "noise_scale", "dropout_rate"),
+    "mfvi": ("learning_rate", "prior_scale", "init_scale"),
+    "mfvi_lrt": ("learning_rate", "prior_scale"),
+    "mfvi_flipout": ("learning_rate", "prior_scale"),
+    "ensemble": ("learning_rate", "prior_scale", "noise_min_scale"),
+}
+
+
+def method_hparams(name: str, config: ml_collections.ConfigDict,
+                   overrides: Optional[dict] = None) -> dict:
+  """The tunable hyper-parameters of ``name`` (:data:`TUNABLE`) from ``config``.
+
+  Args:
+    overrides: ``{field: value}``; values may be traced scalars (a vmapped
+      grid). An unknown field raises ``ValueError`` naming the valid ones.
+  """
   check_method_names([name])
-  return METHODS[name](config, num_train, input_dim)
+  mcfg = config[name]
+  hp = {f: (mcfg[f] if f in mcfg else config[f]) for f in TUNABLE[name]}
+  for f, v in (overrides or {}).items():
+    if f not in hp:
+      raise ValueError(f"{f!r} is not a tunable hyper-parameter of {name!r}; "
+                       f"valid: {list(TUNABLE[name])}")
+    hp[f] = v
+  return hp
+
+
+def build_method(name: str, config: ml_collections.ConfigDict, num_train: int,
+                 input_dim: int, hparams: Optional[dict] = None) -> Method:
+  """Builds the registered method ``name`` for ``num_train`` fitting points.
+
+  Args:
+    hparams: overrides of the :data:`TUNABLE` hyper-parameters (floats or
+      traced scalars); the rest come from ``config``.
+  """
+  return METHODS[name](config, num_train, input_dim,
+                       method_hparams(name, config, hparams))
 
 
 # ---------------------------------------------------------------------------
@@ -367,32 +432,18 @@ def _num_valid(n: int, fraction: float) -> int:
   return int(round(n * fraction)) if fraction > 0 else 0
 
 
-def evaluate(name: str, splits: data_lib.UCISplit,
-             config: ml_collections.ConfigDict, key: Array,
-             split_ids: Optional[np.ndarray] = None) -> dict:
-  """Trains and scores method ``name`` on every stacked split at once.
+def _score_fn(name: str, config: ml_collections.ConfigDict, n: int, d: int,
+              key: Array):
+  """``one(x_tr, y_tr, x_te, y_te, split_id, hparams) -> scores`` (vmappable).
 
-  Args:
-    name: a key of :data:`METHODS`.
-    splits: ``data.uci_stacked_splits(...)``, fields ``[K, ...]``.
-    config: like :func:`default_config`.
-    key: PRNG key; split ``k`` uses ``fold_in(key, split_ids[k])``.
-    split_ids: ``[K]`` split numbers (default ``0..K-1``).
-
-  Returns:
-    dict with ``rmse [K]`` and ``ll [K]`` (original units, numpy),
-    ``num_epochs``, ``seconds`` (wall time incl. compilation), and
-    ``best_epoch [K]`` when early stopping is on.
+  Trains ``name`` on ``(x_tr, y_tr)`` (minus the method's own early-stopping
+  part) with key ``fold_in(key, split_id)`` and scores the test set in
+  standardised units.
   """
-  k_splits, n, d = splits.x_train.shape
-  data_lib.check_finite("x_train", splits.x_train)
-  data_lib.check_finite("y_train", splits.y_train)
-  split_ids = np.arange(k_splits) if split_ids is None else np.asarray(split_ids)
-  frac = float(config[name].valid_fraction)
-  n_val = _num_valid(n, frac)
-  method = build_method(name, config, n - n_val, d)
+  n_val = _num_valid(n, float(config[name].valid_fraction))
 
-  def one(x_tr, y_tr, x_te, y_te, sid):
+  def one(x_tr, y_tr, x_te, y_te, sid, hparams):
+    method = build_method(name, config, n - n_val, d, hparams)
     k = jax.random.fold_in(key, sid)
     k_perm, k_train, k_pred = jax.random.split(k, 3)
     valid = None
@@ -416,9 +467,46 @@ def evaluate(name: str, splits: data_lib.UCISplit,
       out["best_epoch"] = hist["best_epoch"]
     return out
 
+  return one, n_val
+
+
+def _check_splits(splits: data_lib.UCISplit) -> None:
+  data_lib.check_finite("x_train", splits.x_train)
+  data_lib.check_finite("y_train", splits.y_train)
+
+
+def evaluate(name: str, splits: data_lib.UCISplit,
+             config: ml_collections.ConfigDict, key: Array,
+             split_ids: Optional[np.ndarray] = None,
+             hparams: Optional[dict] = None) -> dict:
+  """Trains and scores method ``name`` on every stacked split at once.
+
+  Args:
+    name: a key of :data:`METHODS`.
+    splits: ``data.uci_stacked_splits(...)``, fields ``[K, ...]``.
+    config: like :func:`default_config`.
+    key: PRNG key; split ``k`` uses ``fold_in(key, split_ids[k])``.
+    split_ids: ``[K]`` split numbers (default ``0..K-1``).
+    hparams: optional ``{field: [K] values}`` of :data:`TUNABLE`
+      hyper-parameters, one value per split (e.g. chosen by
+      :func:`grid_search`); the rest come from ``config``.
+
+  Returns:
+    dict with ``rmse [K]`` and ``ll [K]`` (original units, numpy),
+    ``num_epochs``, ``seconds`` (wall time incl. compilation), and
+    ``best_epoch [K]`` when early stopping is on.
+  """
+  k_splits, n, d = splits.x_train.shape
+  _check_splits(splits)
+  split_ids = np.arange(k_splits) if split_ids is None else np.asarray(split_ids)
+  hparams = {f: jnp.broadcast_to(jnp.asarray(v, jnp.float32), (k_splits,))
+             for f, v in (hparams or {}).items()}
+  method_hparams(name, config, hparams)  # validates the field names
+  one, n_val = _score_fn(name, config, n, d, key)
+
   t0 = time.time()
   res = jax.jit(jax.vmap(one))(splits.x_train, splits.y_train, splits.x_test,
-                               splits.y_test, jnp.asarray(split_ids))
+                               splits.y_test, jnp.asarray(split_ids), hparams)
   res = jax.tree_util.tree_map(np.asarray, res)
   seconds = time.time() - t0
   y_std = np.asarray(splits.y_std, np.float64)
@@ -433,6 +521,100 @@ def evaluate(name: str, splits: data_lib.UCISplit,
   }
   if "best_epoch" in res:
     out["best_epoch"] = res["best_epoch"]
+  return out
+
+
+def grid_points(grid: dict) -> dict:
+  """Cartesian product of ``{field: [values]}`` as ``{field: [G] array}``.
+
+  Fields are sorted by name, and the last one varies fastest.
+  """
+  if not grid:
+    raise ValueError("empty hyper-parameter grid")
+  fields = sorted(grid)
+  values = []
+  for f in fields:
+    v = np.asarray(grid[f], np.float64).reshape(-1)
+    if v.size == 0 or not np.all(np.isfinite(v)):
+      raise ValueError(f"grid values of {f!r} must be a non-empty list of "
+                       f"finite numbers, got {grid[f]!r}")
+    values.append(v)
+  mesh = np.meshgrid(*values, indexing="ij")
+  return {f: m.reshape(-1).astype(np.float32) for f, m in zip(fields, mesh)}
+
+
+def grid_search(name: str, splits: data_lib.UCISplit,
+                config: ml_collections.ConfigDict, key: Array, grid: dict,
+                split_ids: Optional[np.ndarray] = None,
+                valid_fraction: float = 0.2, criterion: str = "ll") -> dict:
+  """Per-split hyper-parameter selection on a validation part, then a refit.
+
+  The protocol of Gal & Ghahramani (2016)'s reference code: for every split,
+  hold out ``valid_fraction`` of its TRAINING rows (a random permutation from
+  ``fold_in(fold_in(key, split_id), 1)``), train every grid point on the rest,
+  score the held-out rows, pick the grid point with the best validation
+  ``criterion`` (``"ll"``: highest log-likelihood; ``"rmse"``: lowest RMSE)
+  for that split, then retrain on the whole training split with the chosen
+  values and score the test split (:func:`evaluate`). The test rows are never
+  seen before the final scoring.
+
+  The ``G x K`` validation runs are ONE ``jax.jit(vmap(vmap(...)))`` program
+  (grid outer, splits inner), as is the refit over the ``K`` splits with their
+  own chosen values.
+
+  Args:
+    name: a key of :data:`METHODS`.
+    splits: ``data.uci_stacked_splits(...)``, fields ``[K, ...]``.
+    config: like :func:`default_config`.
+    key: PRNG key (the refit uses the same keys as :func:`evaluate`).
+    grid: ``{field: [values]}`` over :data:`TUNABLE` fields of ``name``.
+    split_ids: ``[K]`` split numbers (default ``0..K-1``).
+    valid_fraction: held-out fraction of each training split, in (0, 1).
+    criterion: ``"ll"`` or ``"rmse"``.
+
+  Returns:
+    :func:`evaluate`'s dict plus ``grid`` (``{field: [G]}``), ``valid_ll``
+    and ``valid_rmse`` (``[G, K]``, standardised units), ``chosen``
+    (``[K]`` grid indices), ``hparams`` (``{field: [K]}`` chosen values) and
+    ``grid_seconds``.
+  """
+  if criterion not in ("ll", "rmse"):
+    raise ValueError(f"unknown criterion {criterion!r}; valid: ['ll', 'rmse']")
+  if not 0.0 < valid_fraction < 1.0:
+    raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+  points = grid_points(grid)
+  method_hparams(name, config, points)  # validates the field names
+  k_splits, n, d = splits.x_train.shape
+  _check_splits(splits)
+  split_ids = np.arange(k_splits) if split_ids is None else np.asarray(split_ids)
+  n_val = _num_valid(n, valid_fraction)
+  if n_val < 1 or n - n_val < 2:
+    raise ValueError(f"valid_fraction {valid_fraction} of {n} training rows "
+                     "leaves no validation or no fitting rows")
+  one, _ = _score_fn(name, config, n - n_val, d, key)
+
+  def inner(x_tr, y_tr, sid, hp):
+    perm = jax.random.permutation(
+        jax.random.fold_in(jax.random.fold_in(key, sid), 1), n)
+    va, fi = perm[:n_val], perm[n_val:]
+    return one(x_tr[fi], y_tr[fi], x_tr[va], y_tr[va], sid, hp)
+
+  over_splits = jax.vmap(inner, in_axes=(0, 0, 0, None))
+  over_grid = jax.vmap(over_splits, in_axes=(None, None, None, 0))
+  t0 = time.time()
+  res = jax.jit(over_grid)(splits.x_train, splits.y_train,
+                           jnp.asarray(split_ids),
+                           {f: jnp.asarray(v) for f, v in points.items()})
+  res = jax.tree_util.tree_map(np.asarray, res)
+  grid_seconds = time.time() - t0
+  valid_ll, valid_rmse = res["ll_std"], res["rmse_std"]  # [G, K]
+  score = np.where(np.isfinite(valid_ll), valid_ll, -np.inf) if criterion == "ll" \
+      else -np.where(np.isfinite(valid_rmse), valid_rmse, np.inf)
+  chosen = np.argmax(score, axis=0)  # [K]
+  hparams = {f: v[chosen] for f, v in points.items()}
+  out = evaluate(name, splits, config, key, split_ids, hparams)
+  out.update(grid=points, valid_ll=valid_ll, valid_rmse=valid_rmse,
+             chosen=chosen, hparams=hparams, grid_seconds=grid_seconds)
   return out
 
 

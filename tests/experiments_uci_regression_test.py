@@ -61,3 +61,38 @@ def test_bad_input_gives_clear_error(tmp_path, case):
     err, match = FileNotFoundError, "absent"
   with pytest.raises(err, match=match):
     uci_regression.run(cfg, str(tmp_path))
+
+
+def test_grid_search_run_records_the_selection(tmp_path):
+  root = tmp_path / "data"
+  write_uci_folder(root, "toy", rows=80, n_splits=2)
+  cfg = config_lib.get_config("quick")
+  cfg.data_dir = str(root)
+  cfg.method = "mc_dropout"
+  cfg.grid_search = True
+  cfg.num_steps = 100
+  cfg.max_epochs = 20
+  workdir = tmp_path / "out"
+  workdir.mkdir()
+  uci_regression.run(cfg, str(workdir))
+  r = json.loads((workdir / "results.json").read_text())["datasets"]["toy"][
+      "mc_dropout"]
+  assert r["grid"]["dropout_rate"] == pytest.approx([0.01, 0.1])
+  assert len(r["grid_valid_ll_mean"]) == 2 and len(r["chosen"]) == 2
+  for k, c in enumerate(r["chosen"]):
+    assert r["chosen_hparams"]["dropout_rate"][k] == pytest.approx(
+        r["grid"]["dropout_rate"][c])
+  assert np.isfinite(r["rmse_mean"]) and r["grid_seconds"] > 0
+  assert "mc_dropout (grid)" in (workdir / "results.md").read_text()
+
+
+def test_grid_over_an_unknown_field_is_rejected(tmp_path):
+  root = tmp_path / "data"
+  write_uci_folder(root, "toy", rows=40, n_splits=2)
+  cfg = config_lib.get_config("quick")
+  cfg.data_dir = str(root)
+  cfg.method = "map"
+  cfg.grid_search = True
+  cfg.grid.map = {"dropout_rate": (0.1,)}
+  with pytest.raises(ValueError, match="'dropout_rate' is not a tunable.*map"):
+    uci_regression.run(cfg, str(tmp_path))

@@ -5,6 +5,8 @@ the smoke test (2 splits, a few hundred steps, 10 predictive samples).
 Per-method hyper-parameters live in ``config.<method>`` (see
 ``jaxbdl.uci_benchmark.default_config``).
 """
+import ml_collections
+
 from jaxbdl import uci_benchmark
 
 
@@ -16,7 +18,42 @@ def get_config(arg=None):
   config.num_splits = 0         # 0: all splits in the folder
   config.seed = 0
   config.num_steps = 20000
-  if arg == "quick":
+  # Hyper-parameter selection (``--grid_search``): for each split, every grid
+  # point trains on 1 - grid_valid_fraction of the training rows and is scored
+  # on the rest; the best (validation ``grid_criterion``) is refit on the whole
+  # training split (jaxbdl.uci_benchmark.grid_search). All G x K runs are one
+  # vmapped program. A method without an entry runs with its fixed config.
+  config.grid_search = False
+  config.grid_valid_fraction = 0.2
+  config.grid_criterion = "ll"
+  config.grid = ml_collections.ConfigDict({
+      # Gal & Ghahramani's dropout grid; the prior scale sets the weight decay
+      # (1 / (2 N s^2) per weight), their precision / length-scale relation.
+      "mc_dropout": {"dropout_rate": (0.005, 0.01, 0.05, 0.1),
+                     "prior_scale": (1.0, 3.0, 10.0, 30.0)},
+      "map": {"prior_scale": (1.0, 3.0, 10.0, 30.0)},
+      "ensemble": {"prior_scale": (1.0, 3.0, 10.0, 30.0)},
+      "mfvi": {"prior_scale": (0.3, 1.0, 3.0)},
+  })
+  if arg == "tuned":
+    # Per-split selection on validation data, Gal & Ghahramani's protocol:
+    # MC dropout with a FIXED model precision tau = 1 / noise_scale^2 (in
+    # standardised units) chosen jointly with the dropout rate, and ensembles
+    # with a chosen variance floor and prior scale. 32 x 20 (MC dropout) and
+    # 8 x 20 x 5 (ensemble) runs per data set: meant for a GPU (see
+    # bench/uci_grid_gpu.sh), hours on 2 CPU cores.
+    config.grid_search = True
+    config.method = "mc_dropout,ensemble"
+    config.num_steps = 80000
+    config.mc_dropout.noise = "fixed"
+    config.grid = ml_collections.ConfigDict({
+        "mc_dropout": {"dropout_rate": (0.005, 0.01, 0.05, 0.1),
+                       "noise_scale": (0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5,
+                                       0.8)},
+        "ensemble": {"prior_scale": (3.0, 10.0),
+                     "noise_min_scale": (0.001, 0.01, 0.03, 0.1)},
+    })
+  elif arg == "quick":
     config.num_steps = 200
     config.learning_rate = 1e-2
     config.min_epochs = 2
@@ -26,6 +63,9 @@ def get_config(arg=None):
     config.hidden = 16
     config.ensemble.num_members = 2
     config.map.patience = 5
+    config.grid = ml_collections.ConfigDict({
+        "mc_dropout": {"dropout_rate": (0.01, 0.1), "prior_scale": (1.0,)}})
   elif arg not in (None, ""):
-    raise ValueError(f"unknown config argument {arg!r}; valid: None, 'quick'")
+    raise ValueError(f"unknown config argument {arg!r}; valid: None, 'quick', "
+                     "'tuned'")
   return config
