@@ -4,7 +4,7 @@
 #   bash bench/uci_grid_gpu.sh DATA_DIR OUT_DIR [METHODS] [EXTRA FLAGS...]
 # DATA_DIR: root of the UCI folders (a copy of ../shared/data/uci: the shared
 # folder does not travel to the device machine). One workdir per data set,
-# packed into OUT_DIR/uci_grid.tgz, plus the combined log.
+# appended to OUT_DIR/uci_grid.tar as it finishes, plus the combined log.
 set -u
 DATA=$1; OUT=$2; METHODS=${3:-mc_dropout,ensemble}; shift 3 || shift $#
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" XLA_PYTHON_CLIENT_PREALLOCATE=false PYTHONUNBUFFERED=1
@@ -18,6 +18,7 @@ for d in ${DATASETS:-concrete kin8nm power-plant wine-quality-red energy yacht};
       --data_dir "$DATA" --dataset "$d" --method "$METHODS" --grid_search "$@" \
       >> "$OUT/uci_grid.log" 2>&1
   echo "$d rc=$? seconds=$(( $(date +%s) - start ))" | tee -a "$OUT/uci_grid.log"
+  tar rf "$OUT/uci_grid.tar" -C "$OUT/w" "$d"  # per data set: survives a time-out
 done
-tar czf "$OUT/uci_grid.tgz" -C "$OUT" w && rm -rf "$OUT/w"
+rm -rf "$OUT/w"
 grep -h "RMSE .* LL" "$OUT/uci_grid.log" | sed 's/.*uci_regression.py:[0-9]*\] //'

@@ -28,7 +28,7 @@ References:
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 import jax
@@ -97,15 +97,28 @@ def flax_stochastic_apply(module: nn.Module, rng_name: str = "dropout"):
 
 
 def predict(stochastic_apply: Callable[[PyTree, Array, Array], Array],
-            params: PyTree, x: Array, key: Array, num_samples: int) -> Array:
-  """``T = num_samples`` stochastic passes, vmapped: outputs ``[T, N, ...]``.
+            params: PyTree, x: Array, key: Array, num_samples: int,
+            batch_size: Optional[int] = None) -> Array:
+  """``T = num_samples`` stochastic passes: outputs ``[T, N, ...]``.
 
   Pass ``t`` uses dropout key ``fold_in(key, t)``.
+
+  Args:
+    batch_size: passes evaluated at once (``jax.lax.map`` over chunks), which
+      bounds the memory of the hidden activations to ``batch_size x N x H``;
+      ``None`` vmaps all ``T`` passes at once. The outputs are the same.
   """
   if not (isinstance(num_samples, int) and num_samples >= 1):
     raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
+  if batch_size is not None and not (isinstance(batch_size, int)
+                                     and batch_size >= 1):
+    raise ValueError(f"batch_size must be a positive int or None, got "
+                     f"{batch_size!r}")
   keys = jax.vmap(lambda t: jax.random.fold_in(key, t))(jnp.arange(num_samples))
-  return jax.vmap(lambda k: stochastic_apply(params, x, k))(keys)
+  one = lambda k: stochastic_apply(params, x, k)
+  if batch_size is None or batch_size >= num_samples:
+    return jax.vmap(one)(keys)
+  return jax.lax.map(one, keys, batch_size=batch_size)
 
 
 def predictive_moments(outputs: Array, tau) -> tuple[Array, Array]:

@@ -167,6 +167,9 @@ class MLP(nn.Module):
     init_scale: ``scale`` for :func:`get_initializer`.
     bias_init_std: standard deviation of a normal bias initialiser; 0 gives
       zero biases.
+    dropout_inputs: also drop input features (same rate), as in the UCI
+      network of Gal & Ghahramani (2016); a traced 0 / 1 value (a vmapped
+      grid) switches it per run.
   """
   features: Sequence[int]
   activation: str = "relu"
@@ -175,6 +178,14 @@ class MLP(nn.Module):
   kernel_init: str = "lecun"
   init_scale: float = 1.0
   bias_init_std: float = 0.0
+  dropout_inputs: Any = False
+
+  def _dropout(self, h: jax.Array, train: bool) -> jax.Array:
+    if not _is_concrete(self.dropout_rate):
+      return _traced_dropout(self, h, self.dropout_rate, train)
+    if self.dropout_rate > 0:
+      return nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+    return h
 
   def _validate(self) -> None:
     if len(self.features) == 0:
@@ -204,7 +215,11 @@ class MLP(nn.Module):
     binit = (nn.initializers.zeros if self.bias_init_std == 0
              else nn.initializers.normal(stddev=self.bias_init_std))
     record = not self.is_initializing()
-    h = x
+    if _is_concrete(self.dropout_inputs):
+      h = self._dropout(x, train) if self.dropout_inputs else x
+    else:  # a traced 0 / 1 switch (grid search): rate * switch on the inputs
+      h = _traced_dropout(self, x, self.dropout_rate * self.dropout_inputs,
+                          train)
     for i, width in enumerate(self.features[:-1]):
       h = nn.Dense(int(width), kernel_init=kinit, bias_init=binit,
                    name=f"Dense_{i}")(h)
@@ -216,10 +231,7 @@ class MLP(nn.Module):
       h = act(h)
       if record:
         self.sow("intermediates", f"act_{i}", h)
-      if not _is_concrete(self.dropout_rate):
-        h = _traced_dropout(self, h, self.dropout_rate, train)
-      elif self.dropout_rate > 0:
-        h = nn.Dropout(self.dropout_rate, deterministic=not train)(h)
+      h = self._dropout(h, train)
     last = len(self.features) - 1
     return nn.Dense(int(self.features[-1]), kernel_init=kinit, bias_init=binit,
                     name=f"Dense_{last}")(h)

@@ -97,6 +97,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.min_epochs = 40
   c.max_epochs = 4000
   c.num_predict_samples = 100
+  # MC-dropout passes evaluated at once (memory ~ batch x N x hidden per run).
+  c.predict_batch_size = 100
   c.noise_init_scale = 0.5
   c.noise_min_scale = 1e-3
   # noise: "learned" (a point estimate) or "fixed" at noise_scale (standardised
@@ -107,7 +109,7 @@ def default_config() -> ml_collections.ConfigDict:
       noise_scale=0.5))
   c.mc_dropout = ml_collections.ConfigDict(dict(
       dropout_rate=0.05, prior_scale=1.0, valid_fraction=0.0, patience=0,
-      noise="learned", noise_scale=0.5))
+      noise="learned", noise_scale=0.5, dropout_inputs=False))
   c.mfvi = ml_collections.ConfigDict(dict(
       prior="gaussian", prior_scale=1.0, init_scale=1e-3, num_train_samples=1,
       valid_fraction=0.0, patience=0))
@@ -185,7 +187,8 @@ def _point_network(name: str, config, mcfg, hp, num_train: int,
   ``likelihoods.heteroscedastic_gaussian`` in every case.
   """
   module = networks.MLP((config.hidden, 2 if heteroscedastic else 1),
-                        dropout_rate=dropout_rate)
+                        dropout_rate=dropout_rate,
+                        dropout_inputs=hp.get("dropout_inputs", False))
   net_apply = objectives.flax_train_apply(module)
   min_scale = hp["noise_min_scale"]
   noise = vi.heteroscedastic_gaussian_noise(min_scale)
@@ -230,7 +233,7 @@ def _point_network(name: str, config, mcfg, hp, num_train: int,
           lambda p, xx, k: pack(p, module.apply({"params": p["net"]}, xx,
                                                  train=True,
                                                  rngs={"dropout": k})),
-          params, x, key, num_predict)
+          params, x, key, num_predict, config.get("predict_batch_size"))
     else:
       outs = det_apply(params, x)[None]
     return noise.moments({}, outs)
@@ -383,7 +386,7 @@ def check_method_names(names) -> list[str]:
 TUNABLE: dict[str, tuple[str, ...]] = {
     "map": ("learning_rate", "prior_scale", "noise_min_scale", "noise_scale"),
     "mc_dropout": ("learning_rate", "prior_scale", "noise_min_scale",
-                   "noise_scale", "dropout_rate"),
+                   "noise_scale", "dropout_rate", "dropout_inputs"),
     "mfvi": ("learning_rate", "prior_scale", "init_scale"),
     "mfvi_lrt": ("learning_rate", "prior_scale"),
     "mfvi_flipout": ("learning_rate", "prior_scale"),

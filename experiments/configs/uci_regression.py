@@ -38,18 +38,23 @@ def get_config(arg=None):
   if arg == "tuned":
     # Per-split selection on validation data, Gal & Ghahramani's protocol:
     # MC dropout with a FIXED model precision tau = 1 / noise_scale^2 (in
-    # standardised units) chosen jointly with the dropout rate, and ensembles
-    # with a chosen variance floor and prior scale. 32 x 20 (MC dropout) and
+    # standardised units) chosen jointly with the dropout rate and whether the
+    # inputs are dropped too, and ensembles
+    # with a chosen variance floor and prior scale. 64 x 20 (MC dropout) and
     # 8 x 20 x 5 (ensemble) runs per data set: meant for a GPU (see
     # bench/uci_grid_gpu.sh), hours on 2 CPU cores.
     config.grid_search = True
     config.method = "mc_dropout,ensemble"
     config.num_steps = 80000
+    config.num_predict_samples = 1000
     config.mc_dropout.noise = "fixed"
     config.grid = ml_collections.ConfigDict({
+        # dropout_inputs 0 / 1: hidden-layer dropout only, or also on the
+        # inputs (the network of Gal & Ghahramani's reference code).
         "mc_dropout": {"dropout_rate": (0.005, 0.01, 0.05, 0.1),
                        "noise_scale": (0.03, 0.05, 0.08, 0.12, 0.2, 0.3, 0.5,
-                                       0.8)},
+                                       0.8),
+                       "dropout_inputs": (0.0, 1.0)},
         "ensemble": {"prior_scale": (3.0, 10.0),
                      "noise_min_scale": (0.001, 0.01, 0.03, 0.1)},
     })
