@@ -59,3 +59,17 @@ def test_passes_are_stochastic_and_moments_match_direct():
   np.testing.assert_allclose(mc_dropout.log_likelihood(jnp.asarray(y, jnp.float32),
                                                        out, tau), direct,
                              rtol=1e-4)
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 50, None])
+def test_chunked_passes_equal_vmapped_passes(batch_size):
+  model = networks.MLP((16, 1), dropout_rate=0.3)
+  x = jnp.linspace(-1.0, 1.0, 6)[:, None]
+  params = model.init(jax.random.key(0), x)["params"]
+  apply = mc_dropout.flax_stochastic_apply(model)
+  full = mc_dropout.predict(apply, params, x, jax.random.key(1), 20)
+  chunked = mc_dropout.predict(apply, params, x, jax.random.key(1), 20,
+                               batch_size=batch_size)
+  np.testing.assert_allclose(chunked, full, rtol=1e-5, atol=_F32)
+  with pytest.raises(ValueError, match="batch_size"):
+    mc_dropout.predict(apply, params, x, jax.random.key(1), 20, batch_size=0)

@@ -239,3 +239,53 @@ def test_rnn_shapes_and_final_state(cell):
   # The final state respects seq_lengths: example 0 stops after 2 steps.
   np.testing.assert_allclose(short[0], truncated[0], atol=1e-6)
   np.testing.assert_allclose(short[1], out[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.6])
+def test_traced_dropout_rate_keeps_the_rate_and_is_unbiased(rate):
+  """A vmapped (traced) dropout rate drops a Binomial(H, rate) number of
+  hidden units and, like nn.Dropout, is unbiased for a linear net."""
+  model = networks.MLP((400, 1), activation="identity", dropout_rate=0.5)
+  x = _x(n=1)
+  variables = model.init(jax.random.key(0), x)
+  eval_out = model.apply(variables, x)
+
+  outs = jax.jit(jax.vmap(lambda k: networks.MLP(
+      (400, 1), activation="identity", dropout_rate=jnp.float32(rate)).apply(
+          variables, x, train=True, rngs={"dropout": k})))(
+              jax.random.split(jax.random.key(1), 2000))
+  se = jnp.std(outs, axis=0) / math.sqrt(2000)
+  assert bool(jnp.all(jnp.abs(jnp.mean(outs, axis=0) - eval_out) < K_SE * se))
+  # The dropped fraction of 400 hidden units: rate within K_SE binomial SEs.
+  mask_model = networks.MLP((400, 400), activation="identity",
+                            dropout_rate=jnp.float32(rate))
+  # With all-ones / identity weights the dropped units are exact zeros.
+  eye = {"params": {"Dense_0": {"kernel": jnp.ones((3, 400)),
+                                "bias": jnp.zeros(400)},
+                    "Dense_1": {"kernel": jnp.eye(400),
+                                "bias": jnp.zeros(400)}}}
+  out = mask_model.apply(eye, jnp.ones((1, 3)), train=True,
+                         rngs={"dropout": jax.random.key(2)})
+  dropped = float(jnp.mean(out == 0))
+  se_rate = math.sqrt(rate * (1 - rate) / 400)
+  assert abs(dropped - rate) < K_SE * se_rate, (dropped, rate)
+
+
+def test_dropout_inputs_drops_input_features():
+  model = networks.MLP((3, 3), activation="identity", dropout_rate=0.5,
+                       dropout_inputs=True)
+  eye = {"params": {"Dense_0": {"kernel": jnp.eye(3), "bias": jnp.zeros(3)},
+                    "Dense_1": {"kernel": jnp.eye(3), "bias": jnp.zeros(3)}}}
+  x = jnp.ones((2000, 3))
+  out = model.apply(eye, x, train=True, rngs={"dropout": jax.random.key(0)})
+  # Kept through both layers with prob 0.25, then scaled by 1 / 0.5^2.
+  kept = np.asarray(out != 0)
+  assert abs(kept.mean() - 0.25) < K_SE * math.sqrt(0.25 * 0.75 / kept.size)
+  np.testing.assert_allclose(np.asarray(out)[kept], 4.0, rtol=1e-6)
+  np.testing.assert_array_equal(model.apply(eye, x), x)  # eval: identity
+  # A traced 0 / 1 switch: 0 leaves the inputs alone (kept prob 0.5).
+  off = networks.MLP((3, 3), activation="identity", dropout_rate=0.5,
+                     dropout_inputs=jnp.float32(0.0)).apply(
+                         eye, x, train=True, rngs={"dropout": jax.random.key(0)})
+  kept_off = np.asarray(off != 0)
+  assert abs(kept_off.mean() - 0.5) < K_SE * math.sqrt(0.25 / kept_off.size)
