@@ -1,97 +1,354 @@
 r"""In-between uncertainty on 1-D data with a gap: MAP, MFVI, MC dropout, ensemble.
 
-Trains each method of the UCI benchmark registry (``jaxbdl.uci_benchmark``,
-same networks and hyper-parameters) on ``y = sin(2 pi x) + 0.1 eps`` with
-inputs in ``[-1, -0.3] U [0.3, 1]`` and plots the predictive mean and
-+-2 standard deviations on a grid over ``[-1.5, 1.5]``. A Bayesian predictive
-should widen inside the gap and outside the data (Foong et al. 2019); the
-table reports the mean predictive standard deviation near the data, inside
-the gap and outside the domain, and their ratio.
+Fits four methods to ``y = sin(2 pi x) + 0.1 eps`` with 100 inputs in
+``[-1, -0.3] U [0.3, 1]`` (``jaxbdl.data.gap_regression``) and plots the
+predictive mean and +-2 standard deviations on a grid over ``[-1.5, 1.5]``.
+A Bayesian predictive should widen inside the gap and outside the data; Foong
+et al. (2019) show that mean-field VI (and MC dropout) often do not widen
+in-between. The table reports the fit (RMSE of the predictive mean against
+the noise-free function on the data region, to compare with the noise sd),
+the mean predictive sd on the data region, inside the gap and outside the
+domain, the gap / data ratio (mean and standard error over training seeds),
+and the epistemic part ``sqrt(predictive var - noise var)``.
+
+All methods share one network (``config.model``): an MLP with two hidden
+ReLU layers and RANDOM biases. (With one hidden layer and zero biases, as in
+``jaxbdl.uci_benchmark``, every ReLU kink starts at ``x = 0``, inside the gap;
+the loss then depends only on one straight line per data cluster, whose best
+fit, RMSE 0.43 against ``f``, is a stationary point that no learning rate or
+step count leaves.) The likelihood is Gaussian with the noise sd FIXED at its
+true value by default (``model.noise_scale``; 0 learns it as a point
+estimate, with which MFVI explains the data as noise: see
+``docs/results_gpu/gap_uncertainty.md``). Targets are standardised; training
+is full-batch Adam through ``jaxbdl.train.make_fit``; each method runs
+``num_seeds`` training seeds on the same data as one vmapped program, and the
+plot shows seed 0.
+
+* ``map``: a Gaussian prior ``N(0, prior_scale^2)`` = weight decay.
+* ``mc_dropout``: the same loss with dropout after every hidden layer, kept on
+  at test time (``jaxbdl.mc_dropout``; Gal & Ghahramani 2016).
+* ``mfvi``: mean-field Gaussian VI over all weights, prior ``N(0, 1)``
+  (``jaxbdl.vi``: pathwise gradients, closed-form KL; Blundell et al. 2015).
+* ``ensemble``: ``num_members`` MAP networks from independent random
+  initialisations, equal-weight Gaussian mixture (``jaxbdl.ensembles``;
+  Lakshminarayanan et al. 2017). Weak weight decay (``prior_scale`` 10): with
+  ``N(0, 1)`` the members converge to nearly the same minimum-norm function
+  and the ensemble does not widen in the gap.
 
   python -m experiments.gap_uncertainty --workdir /tmp/gap
+
+References:
+  A. Y. K. Foong, Y. Li, J. M. Hernandez-Lobato, R. E. Turner (2019),
+    'In-between' uncertainty in Bayesian neural networks, ICML UDL workshop.
+  B. Lakshminarayanan, A. Pritzel, C. Blundell (2017), Simple and scalable
+    predictive uncertainty estimation using deep ensembles, NeurIPS.
 """
 from __future__ import annotations
 
 import os
 import time
+from typing import Any, Callable, NamedTuple
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import metrics, uci_benchmark
+from jaxbdl import ensembles
+from jaxbdl import mc_dropout
+from jaxbdl import metrics
+from jaxbdl import networks
+from jaxbdl import objectives
+from jaxbdl import priors
 from jaxbdl import results as results_lib
+from jaxbdl import train
+from jaxbdl import vi
 
-def run(config, workdir: str) -> dict:
-  """Fits every method; writes results.json, results.md and gap_uncertainty.png."""
-  uci_benchmark.check_method_names(list(config.methods))
+PyTree = Any
+Array = jax.Array
+
+METHODS = ("map", "mfvi", "mc_dropout", "ensemble")
+
+
+class ToyMethod(NamedTuple):
+  """A method as pure functions (standardised units).
+
+  Attributes:
+    init: ``init(key) -> TrainState`` (stacked over members for the ensemble).
+    fit: ``fit(state, data, key) -> (state, history)``; ``history["loss"]`` is
+      ``[E]`` (``[M, E]`` for the ensemble).
+    predict: ``predict(params, x [G, 1], key) -> (means [S, G], variances [S,
+      G])``, the Gaussian components of the predictive.
+    noise_scale: ``noise_scale(params) -> scalar``, the model's noise sd
+      (learned or fixed; the members' mean for the ensemble).
+  """
+  init: Callable[[Array], train.TrainState]
+  fit: Callable[..., tuple[train.TrainState, dict]]
+  predict: Callable[[PyTree, Array, Array], tuple[Array, Array]]
+  noise_scale: Callable[[PyTree], Array]
+
+
+def _mlp(model, dropout_rate: float = 0.0) -> networks.MLP:
+  return networks.MLP(tuple(model.hidden) + (1,), activation=model.activation,
+                      bias_init_std=float(model.bias_init_std),
+                      dropout_rate=dropout_rate)
+
+
+def _noise(model, fixed_scale) -> vi.NoiseModel:
+  if fixed_scale:
+    return vi.fixed_gaussian_noise(float(fixed_scale))
+  return vi.learned_gaussian_noise(float(model.noise_init_scale),
+                                   float(model.noise_min_scale))
+
+
+def _noise_scale(noise: vi.NoiseModel, lik_params) -> Array:
+  return jnp.sqrt(noise.moments(lik_params, jnp.zeros((1, 1)))[1][0])
+
+
+def _fit_fn(loss_fn, model, num_train: int):
+  opt = optax.adam(float(model.learning_rate))
+  batch = int(model.batch_size) or num_train
+  epochs = max(1, int(model.num_steps) // train.num_batches(num_train, batch))
+  fit = train.make_fit(loss_fn, opt, num_epochs=epochs, batch_size=batch)
+  return opt, fit
+
+
+def _point_method(model, num_train: int, noise_scale, prior_scale: float,
+                  dropout_rate: float, num_members: int) -> ToyMethod:
+  """MAP (``dropout_rate = 0``), MC dropout, or an ensemble of either."""
+  module = _mlp(model, dropout_rate)
+  noise = _noise(model, noise_scale)
+
+  def loss_fn(params, model_state, batch, key):
+    x, y = objectives.unpack_batch(batch)
+    out = module.apply({"params": params["net"]}, x, train=True,
+                       rngs={"dropout": key})
+    nll = -jnp.mean(noise.log_likelihood(params["likelihood"], y, out))
+    neg_log_prior = -priors.gaussian(params["net"], prior_scale) / num_train
+    loss = nll + neg_log_prior  # -log p(W, y) / N
+    return loss, (model_state, {"loss": loss, "nll": nll})
+
+  opt, fit = _fit_fn(loss_fn, model, num_train)
+
+  def init_one(key):
+    net = module.init(key, jnp.zeros((1, 1), jnp.float32))["params"]
+    return train.init_train_state({"net": net, "likelihood": noise.init()}, opt)
+
+  def predict_one(params, x, key):
+    if dropout_rate > 0:
+      out = mc_dropout.predict(
+          lambda p, xx, k: module.apply({"params": p}, xx, train=True,
+                                        rngs={"dropout": k}),
+          params["net"], x, key, int(model.num_predict_samples))
+    else:
+      out = module.apply({"params": params["net"]}, x)[None]
+    return noise.moments(params["likelihood"], out)  # [S, G] each
+
+  scale = lambda p: _noise_scale(noise, p["likelihood"])
+  if num_members == 1:
+    return ToyMethod(init_one, fit, predict_one, scale)
+
+  def predict(params, x, key):
+    means, variances = jax.vmap(lambda p: predict_one(p, x, key))(params)
+    return means[:, 0], variances[:, 0]  # [M, 1, G] -> [M, G]
+
+  return ToyMethod(
+      lambda key: ensembles.init_members(init_one, key, num_members),
+      ensembles.make_ensemble_fit(fit, num_members), predict,
+      lambda p: jnp.mean(jax.vmap(scale)(p)))
+
+
+def _mfvi_method(model, num_train: int, noise_scale, mcfg) -> ToyMethod:
+  module = _mlp(model)
+  apply_fn = lambda w, x: module.apply({"params": w}, x)
+  prior = vi.gaussian_prior(float(mcfg.prior_scale))
+  noise = _noise(model, noise_scale)
+  loss_fn = vi.make_elbo_loss_fn(apply_fn, noise.log_likelihood, prior,
+                                 num_train, int(mcfg.num_train_samples))
+  opt, fit = _fit_fn(loss_fn, model, num_train)
+
+  def init(key):
+    w = module.init(key, jnp.zeros((1, 1), jnp.float32))["params"]
+    params = vi.init_elbo_params(w, prior, noise, float(mcfg.init_scale))
+    return train.init_train_state(params, opt)
+
+  def predict(params, x, key):
+    return vi.predict_moments(params, apply_fn, noise, x, key,
+                              int(model.num_predict_samples))
+
+  return ToyMethod(init, fit, predict,
+                   lambda p: _noise_scale(noise, p["likelihood"]))
+
+
+def build_method(name: str, config, num_train: int,
+                 noise_scale=None) -> ToyMethod:
+  """The method ``name`` of ``METHODS`` for ``num_train`` points.
+
+  ``noise_scale``: a fixed observation-noise sd (standardised units), or
+  ``None`` to learn it.
+  """
+  m = config.model
+  if name == "map":
+    return _point_method(m, num_train, noise_scale,
+                         float(config.map.prior_scale), 0.0, 1)
+  if name == "mc_dropout":
+    c = config.mc_dropout
+    return _point_method(m, num_train, noise_scale, float(c.prior_scale),
+                         float(c.dropout_rate), 1)
+  if name == "ensemble":
+    c = config.ensemble
+    return _point_method(m, num_train, noise_scale, float(c.prior_scale), 0.0,
+                         int(c.num_members))
+  if name == "mfvi":
+    return _mfvi_method(m, num_train, noise_scale, config.mfvi)
+  raise ValueError(f"unknown method {name!r}; valid: {list(METHODS)}")
+
+
+def _validate(config) -> None:
+  unknown = [m for m in config.methods if m not in METHODS]
+  if unknown or not config.methods:
+    raise ValueError(f"unknown method(s) {unknown or list(config.methods)}; "
+                     f"valid: {list(METHODS)}")
   if config.num_points < 4 or not config.noise_std > 0:
     raise ValueError("need num_points >= 4 and noise_std > 0")
+  if not config.gap[1] - config.gap[0] > 0.2:
+    raise ValueError(f"config.gap must be wider than 0.2 (the table's gap "
+                     f"region drops 0.1 at each end), got {tuple(config.gap)}")
+  if config.num_seeds < 1:
+    raise ValueError(f"config.num_seeds must be >= 1, got {config.num_seeds}")
+  m = config.model
+  if m.noise_scale < 0:
+    raise ValueError(f"config.model.noise_scale must be >= 0 (0: learned), "
+                     f"got {m.noise_scale}")
+  if not m.hidden or any(int(h) < 1 for h in m.hidden):
+    raise ValueError(f"config.model.hidden must be positive widths, got "
+                     f"{tuple(m.hidden)}")
+  if not 0 <= m.batch_size <= config.num_points:
+    raise ValueError(f"config.model.batch_size must be in [0, num_points] "
+                     f"(0: full batch), got {m.batch_size}")
+  networks.get_activation(m.activation)  # Raises on unknown names.
+
+
+def _regions(config, xg: np.ndarray) -> dict[str, np.ndarray]:
+  """Grid masks: data clusters, gap interior (0.1 margins), beyond the domain
+  by more than 0.2."""
+  (lo, hi), (g_lo, g_hi) = config.domain, config.gap
+  return {"data": ((xg > lo) & (xg < g_lo)) | ((xg > g_hi) & (xg < hi)),
+          "gap": (xg > g_lo + 0.1) & (xg < g_hi - 0.1),
+          "outside": (xg < lo - 0.2) | (xg > hi + 0.2)}
+
+
+def _loss_fell(loss: np.ndarray) -> tuple[float, float, bool]:
+  """First and last tenth-of-training mean loss (per member), and whether the
+  last is below the first for every member."""
+  loss = loss.reshape(-1, loss.shape[-1])
+  k = max(1, loss.shape[1] // 10)
+  first, last = loss[:, :k].mean(1), loss[:, -k:].mean(1)
+  return float(first.mean()), float(last.mean()), bool(np.all(last < first))
+
+
+def run(config, workdir: str) -> dict:
+  """Fits every method; writes results.json, results.md, gap_uncertainty.png."""
+  _validate(config)
   workdir = results_lib.ensure_workdir(workdir)
   t0 = time.time()
   key = jax.random.key(config.seed)
-  gap = data_lib.gap_regression(key, n=config.num_points, noise_std=config.noise_std)
+  gap = data_lib.gap_regression(key, n=config.num_points,
+                                noise_std=config.noise_std,
+                                gap=tuple(config.gap),
+                                domain=tuple(config.domain))
   y_mean, y_std = float(jnp.mean(gap.y)), float(jnp.std(gap.y))
   data = {"x": gap.x, "y": (gap.y - y_mean) / y_std}
   xg = np.asarray(gap.x_grid[:, 0])
-  regions = {"data": ((xg > -1) & (xg < -0.3)) | ((xg > 0.3) & (xg < 1)),
-             "gap": (xg > -0.2) & (xg < 0.2),
-             "outside": np.abs(xg) > 1.2}
+  f_grid = np.asarray(gap.f_grid)
+  regions = _regions(config, xg)
+  noise_scale = (config.model.noise_scale / y_std if config.model.noise_scale
+                 else None)
   rows, preds = [], {}
+  seeds = jnp.arange(int(config.num_seeds))
   for name in config.methods:
-    k_perm, k_train, k_pred = jax.random.split(
-        jax.random.fold_in(key, len(preds) + 1), 3)
-    # Methods with early stopping hold out part of the data, as on UCI.
-    n_val = int(round(config.num_points * config.model[name].valid_fraction))
-    perm = jax.random.permutation(k_perm, config.num_points)
-    fit_data = {k: v[perm[n_val:]] for k, v in data.items()}
-    valid = {k: v[perm[:n_val]] for k, v in data.items()} if n_val else None
-    method = uci_benchmark.build_method(name, config.model,
-                                        config.num_points - n_val, 1)
-    params, hist = jax.jit(method.train)(fit_data, k_train, valid)
-    means, variances = jax.jit(method.predict)(params, gap.x_grid, k_pred)
-    mean, var = metrics.mixture_mean_variance(means, variances)
-    mean = np.asarray(mean) * y_std + y_mean
-    sd = np.sqrt(np.asarray(var)) * y_std
-    preds[name] = (mean, sd)
-    row = {"method": name}
-    for region, mask in regions.items():
-      row[f"sd {region}"] = float(sd[mask].mean())
-    row["gap / data sd"] = row["sd gap"] / row["sd data"]
-    row["rmse vs f (data region)"] = float(np.sqrt(np.mean(
-        (mean[regions["data"]] - np.asarray(gap.f_grid)[regions["data"]]) ** 2)))
-    loss = np.asarray(hist["loss"])
-    loss = loss.reshape(-1, loss.shape[-1])
-    # Epochs after an early stop are NaN: compare with the last trained one.
-    last = np.array([r[np.isfinite(r)][-1] for r in loss])
-    row["loss fell"] = bool(np.all(last < loss[:, 0]))
+    t1 = time.time()
+    method = build_method(name, config, config.num_points, noise_scale)
+    # Keys by registry position, so a method's numbers do not depend on which
+    # other methods run; seed s of it uses fold_in(method key, s).
+    method_key = jax.random.fold_in(key, METHODS.index(name) + 1)
+
+    @jax.jit
+    @jax.vmap
+    def fit_predict(seed, method=method):
+      k_init, k_train, k_pred = jax.random.split(
+          jax.random.fold_in(method_key, seed), 3)
+      state, hist = method.fit(method.init(k_init), data, k_train)
+      means, variances = method.predict(state.params, gap.x_grid, k_pred)
+      mean, var = metrics.mixture_mean_variance(means, variances)
+      return mean, var, method.noise_scale(state.params), hist["loss"]
+
+    # [K, G], [K, G], [K], [K, (M,) E] for K seeds.
+    mean, var, noise_sd, loss = jax.tree_util.tree_map(np.asarray,
+                                                       fit_predict(seeds))
+    mean = mean * y_std + y_mean
+    sd = np.sqrt(var) * y_std
+    noise_sd = noise_sd * y_std
+    # Epistemic part: the predictive variance minus the noise variance.
+    epi = np.sqrt(np.maximum(sd ** 2 - noise_sd[:, None] ** 2, 0.0))
+    preds[name] = (mean[0], sd[0])
+    region_sd = {r: sd[:, mask].mean(1) for r, mask in regions.items()}
+    ratio = region_sd["gap"] / region_sd["data"]  # [K]
+    first, last, fell = _loss_fell(loss)
+    row = {"method": name,
+           "rmse vs f (data)": float(np.mean(np.sqrt(np.mean(
+               (mean - f_grid)[:, regions["data"]] ** 2, axis=1)))),
+           "noise sd": float(noise_sd.mean())}
+    for region, v in region_sd.items():
+      row[f"sd {region}"] = float(v.mean())
+    row["gap / data sd"] = float(ratio.mean())
+    row["gap / data sd se"] = float(ratio.std() / np.sqrt(len(ratio)))
+    row["epistemic sd data"] = float(epi[:, regions["data"]].mean())
+    row["epistemic sd gap"] = float(epi[:, regions["gap"]].mean())
+    row["loss first"], row["loss last"], row["loss fell"] = first, last, fell
+    row["finite"] = bool(np.all(np.isfinite(mean)) and np.all(np.isfinite(sd))
+                         and np.all(np.isfinite(loss)))
+    row["seconds"] = time.time() - t1
     rows.append(row)
     logging.info("%s: %s", name, row)
-  table = (f"Predictive standard deviation by region (noise sd "
-           f"{config.noise_std}); gap = |x| < 0.2, outside = |x| > 1.2.\n\n"
-           + results_lib.markdown_table(rows, precision=3))
-  results = {"config": config.to_dict(), "rows": rows, "seconds": time.time() - t0}
+  (lo, hi), (g_lo, g_hi) = config.domain, config.gap
+  columns = ["method", "rmse vs f (data)", "noise sd", "sd data", "sd gap",
+             "sd outside", "gap / data sd", "gap / data sd se",
+             "epistemic sd data", "epistemic sd gap", "loss fell", "seconds"]
+  noise = (f"fixed at {config.model.noise_scale:g}" if config.model.noise_scale
+           else "learned")
+  table = (f"Predictive standard deviation by region, mean over "
+           f"{config.num_seeds} training seed(s) (se: over seeds); "
+           f"{config.num_points} points, true noise sd {config.noise_std:g}, "
+           f"model noise sd {noise}; data = the two clusters, gap = "
+           f"{g_lo + 0.1:g} < x < {g_hi - 0.1:g}, outside = x < {lo - 0.2:g} "
+           f"or x > {hi + 0.2:g}; epistemic sd = sqrt(predictive var - noise "
+           f"var); rmse of the predictive mean against the noise-free "
+           f"function.\n\n"
+           + results_lib.markdown_table(rows, columns, precision=3))
+  results = {"config": config.to_dict(), "rows": rows,
+             "seconds": time.time() - t0}
   results_lib.write_outputs(workdir, results, table)
-  _plot(gap, preds, os.path.join(workdir, "gap_uncertainty.png"))
+  _plot(config, gap, preds, os.path.join(workdir, "gap_uncertainty.png"))
   return results
 
 
-def _plot(gap, preds, path):
+def _plot(config, gap, preds, path):
   plt = results_lib.pyplot()
   fig, axes = plt.subplots(1, len(preds), figsize=(4.2 * len(preds), 3.6),
                            squeeze=False, sharey=True)
   xg = np.asarray(gap.x_grid[:, 0])
   for ax, (name, (mean, sd)) in zip(axes[0], preds.items()):
+    ax.axvspan(*config.gap, color="grey", alpha=0.15, label="gap")
     ax.fill_between(xg, mean - 2 * sd, mean + 2 * sd, alpha=0.3, label="+-2 sd")
     ax.plot(xg, mean, label="predictive mean")
     ax.plot(xg, np.asarray(gap.f_grid), "k:", label="sin(2 pi x)")
     ax.plot(np.asarray(gap.x[:, 0]), np.asarray(gap.y), "k.", ms=3)
-    ax.axvspan(-0.3, 0.3, color="grey", alpha=0.1)
     ax.set(title=name, xlabel="x", ylim=(-3, 3))
-  axes[0, 0].legend(fontsize=7)
+  axes[0, 0].legend(fontsize=7, loc="lower left")
   fig.tight_layout()
   results_lib.save_figure(fig, path)
 

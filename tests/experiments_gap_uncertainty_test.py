@@ -1,21 +1,43 @@
-"""Smoke test of experiments.gap_uncertainty on its quick config."""
+"""Smoke tests of experiments.gap_uncertainty on its quick config."""
 import os
 
 import numpy as np
+import pytest
 
 from experiments import gap_uncertainty
 from experiments.configs import gap_uncertainty as config_lib
 
+# Predicting the mean gives RMSE ~0.7 against f = sin(2 pi x); a network stuck
+# with all its ReLU kinks in the gap (one line per cluster) gives 0.43.
+RMSE_BOUND = 0.25
 
-def test_quick_run_writes_bands(tmp_path):
-  res = gap_uncertainty.run(config_lib.get_config("quick"), str(tmp_path))
+
+def test_quick_run_fits_every_method(tmp_path):
+  config = config_lib.get_config("quick")
+  res = gap_uncertainty.run(config, str(tmp_path))
   for name in ("results.json", "results.md", "gap_uncertainty.png"):
     assert os.path.exists(tmp_path / name)
   rows = {r["method"]: r for r in res["rows"]}
-  assert set(rows) == {"map", "mfvi"}
-  assert rows["mfvi"]["loss fell"]
-  for r in rows.values():
-    assert np.isfinite(r["sd gap"]) and r["sd gap"] > 0
-    # Predictive sd of a model with learned noise stays within sane bounds of
-    # the data's scale (targets have sd ~0.7).
-    assert r["sd data"] < 2.0
+  assert set(rows) == set(gap_uncertainty.METHODS)
+  for name, r in rows.items():
+    assert r["finite"], name
+    assert r["loss fell"], name
+    assert r["rmse vs f (data)"] < RMSE_BOUND, (name, r["rmse vs f (data)"])
+    assert r["noise sd"] == pytest.approx(config.model.noise_scale, rel=1e-4)
+  # MAP's predictive is the fixed noise alone; the others add epistemic sd.
+  for region in ("data", "gap", "outside"):
+    assert rows["map"][f"sd {region}"] == pytest.approx(
+        config.model.noise_scale, rel=1e-4)
+  for name in ("mfvi", "mc_dropout", "ensemble"):
+    assert rows[name]["epistemic sd data"] > 0.01, name
+    assert rows[name]["sd outside"] > rows[name]["sd data"], name
+
+
+def test_quick_run_learns_noise(tmp_path):
+  config = config_lib.get_config("quick")
+  config.methods = ("map",)
+  config.model.noise_scale = 0.0  # Learned, initialised at 0.5 y-sd (~0.35).
+  (row,) = gap_uncertainty.run(config, str(tmp_path))["rows"]
+  assert row["loss fell"] and row["finite"]
+  assert 0.05 < row["noise sd"] < 0.2, row["noise sd"]
+  assert row["rmse vs f (data)"] < RMSE_BOUND
