@@ -11,6 +11,7 @@ Pieces, from small to large::
 
   loss_fn(params, model_state, batch, key) -> (loss, (model_state, metrics))
   step  = make_train_step(loss_fn, optimizer)   # (state, batch, key) -> (state, metrics)
+  jstep = jit_step(step, key)                   # jitted (state, batch) -> (state, metrics)
   epoch = make_epoch(step, batch_size)          # (state, data, key) -> (state, mean metrics)
   fitter = make_fitter(loss_fn, optimizer, batch_size=..., eval_fn=..., patience=...)
   fit   = make_fit(loss_fn, optimizer, num_epochs=..., batch_size=...)
@@ -104,6 +105,35 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation):
     return new_state, metrics
 
   return step
+
+
+def jit_step(step_fn, key: jax.Array, *, donate: bool = True):
+  """Jits a step for a hand-written Python loop: ``step(state, batch)``.
+
+  The step's key is ``fold_in(key, state.step)``, computed inside the compiled
+  program, so the loop carries no key (as in :func:`make_epoch`) and a resumed
+  loop replays the same randomness. With ``donate`` the input state's buffers
+  are donated to the output state (``jax.jit(..., donate_argnums=0)``): XLA
+  may then write the new parameters and optimiser state in place rather than
+  allocating fresh buffers every step. The state passed in is then invalid
+  after the call; use it as ``state, metrics = step(state, batch)``.
+
+  Prefer :func:`make_epoch` (a ``lax.scan`` over minibatches) where the data
+  fit in memory: one dispatch per epoch instead of one per step.
+
+  Args:
+    step_fn: ``step(state, batch, key) -> (state, metrics)``, e.g. from
+      :func:`make_train_step`.
+    key: base PRNG key.
+    donate: donate the input state's buffers.
+
+  Returns:
+    jitted ``step(state, batch) -> (state, metrics)``.
+  """
+  def step(state: TrainState, batch: PyTree):
+    return step_fn(state, batch, jax.random.fold_in(key, state.step))
+
+  return jax.jit(step, donate_argnums=(0,) if donate else ())
 
 
 def skip_nonfinite(step_fn):

@@ -101,6 +101,49 @@ def test_chunked_epochs_replay_the_uninterrupted_fit():
     np.testing.assert_array_equal(x, y)
 
 
+def _noisy_mse_loss(params, model_state, batch, key):
+  # Uses the key, so the test sees which key each step got.
+  noise = 0.1 * jax.random.normal(key, ())
+  pred = batch["x"] @ params["w"] + params["b"] + noise
+  loss = jnp.mean((pred - batch["y"]) ** 2)
+  return loss, (model_state, {"mse": loss})
+
+
+@pytest.mark.parametrize("donate", [True, False], ids=["donated", "copied"])
+def test_jit_step_is_the_step_with_fold_in_keys(donate):
+  data = jax.tree.map(jnp.asarray, _linear_data())
+  batches = [jax.tree.map(lambda a: a[16 * i:16 * (i + 1)], data)
+             for i in range(3)]
+  key = jax.random.key(5)
+  raw = train.make_train_step(_noisy_mse_loss, OPT)
+  traces = []
+
+  def counted(state, batch, k):
+    traces.append(1)
+    return raw(state, batch, k)
+
+  step = train.jit_step(counted, key, donate=donate)
+  init = lambda: train.init_train_state(_init(jax.random.key(0)), OPT)
+  state, ref = init(), init()
+  for b in batches:
+    state, metrics = step(state, b)
+    ref, ref_metrics = raw(ref, b, jax.random.fold_in(key, ref.step))
+  assert len(traces) == 1  # no retrace on later calls
+  assert int(state.step) == 3
+  for x, y in zip(jax.tree.leaves(state), jax.tree.leaves(ref)):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(metrics["loss"], ref_metrics["loss"], rtol=1e-6)
+
+
+def test_jit_step_donates_the_state():
+  step = train.jit_step(train.make_train_step(_mse_loss, OPT),
+                        jax.random.key(0))
+  state = train.init_train_state(_init(jax.random.key(0)), OPT)
+  new_state, _ = step(state, jax.tree.map(jnp.asarray, _linear_data()))
+  assert state.params["w"].is_deleted()  # consumed: buffers reused
+  assert not new_state.params["w"].is_deleted()
+
+
 def _climb_loss(params, model_state, batch, key):
   del batch, key
   return -params["w"], (model_state, {})

@@ -2,10 +2,14 @@
 import math
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from jaxbdl import networks
+from jaxbdl import train
 from jaxbdl import vi
 
 K_SE = 4.0  # Monte Carlo checks: |estimate - exact| < K_SE * SE.
@@ -180,8 +184,114 @@ def test_learned_noise_gets_gradient():
   np.testing.assert_allclose(var, 0.25, rtol=1e-5)
 
 
+# Same computation, different summation order: float32 round-off only.
+_RAVEL_TOL = {jnp.float32: dict(rtol=1e-5, atol=1e-5)}
+
+
+def _two_layer_problem():
+  k1, k2, k3, k4 = jax.random.split(jax.random.key(11), 4)
+  params = {"h": {"kernel": 0.5 * jax.random.normal(k1, (3, 5)),
+                  "bias": jnp.zeros((5,))},
+            "out": {"kernel": 0.5 * jax.random.normal(k2, (5, 1)),
+                    "bias": jnp.zeros((1,))}}
+  apply_fn = lambda p, x: (
+      jax.nn.relu(x @ p["h"]["kernel"] + p["h"]["bias"][None])
+      @ p["out"]["kernel"] + p["out"]["bias"][None])
+  batch = {"x": jax.random.normal(k3, (6, 3)),
+           "y": jax.random.normal(k4, (6,))}
+  return params, apply_fn, batch
+
+
+@pytest.mark.parametrize("num_samples", [1, 3], ids=["S1", "S3"])
+@pytest.mark.parametrize("kl_name,estimator_name", [
+    ("auto_kl", "pathwise"), ("mc_kl", "pathwise"), ("stl_kl", "pathwise"),
+    ("analytic_kl", "score_function")])
+def test_ravel_model_gives_the_same_elbo_and_gradients(kl_name, estimator_name,
+                                                       num_samples):
+  params, apply_fn, batch = _two_layer_problem()
+  flat = vi.ravel_model(params, apply_fn)
+  prior, noise = vi.gaussian_prior(0.8), vi.learned_gaussian_noise(0.5)
+
+  def value_and_grad(w0, apply):
+    loss = vi.make_elbo_loss_fn(
+        apply, noise.log_likelihood, prior, num_data=60,
+        num_samples=num_samples, kl_estimator=getattr(vi, kl_name),
+        estimator=getattr(vi, estimator_name))
+    p = vi.init_elbo_params(w0, prior, noise, init_scale=0.3)
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(
+        p, {}, batch, jax.random.key(4))
+
+  (lt, (_, mt)), gt = value_and_grad(params, apply_fn)
+  (lf, (_, mf)), gf = value_and_grad(flat.params, flat.apply_fn)
+  tol = _RAVEL_TOL[jnp.float32]
+  np.testing.assert_allclose(lf, lt, **tol)
+  for name in ("elbo", "kl", "nll"):
+    np.testing.assert_allclose(mf[name], mt[name], **tol)
+  for part in ("loc", "raw_scale"):  # the flat gradient is the raveled tree one
+    assert gf["posterior"][part].shape == flat.params.shape
+    np.testing.assert_allclose(
+        gf["posterior"][part],
+        jax.flatten_util.ravel_pytree(gt["posterior"][part])[0], **tol)
+  np.testing.assert_allclose(gf["likelihood"]["raw_scale"],
+                             gt["likelihood"]["raw_scale"], **tol)
+
+
+def test_ravel_model_round_trip_and_predict():
+  params, apply_fn, batch = _two_layer_problem()
+  flat = vi.ravel_model(params, apply_fn)
+  assert flat.params.shape == (3 * 5 + 5 + 5 + 1,)
+  back = flat.unravel(flat.params)
+  assert jax.tree.structure(back) == jax.tree.structure(params)
+  for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(flat.apply_fn(flat.params, batch["x"]),
+                                apply_fn(params, batch["x"]))
+  # q over the vector maps back to q over the tree; predict works on either.
+  var = vi.init_mean_field(flat.params, init_scale=1e-6)
+  var_tree = jax.tree.map(flat.unravel, var)
+  assert set(var_tree) == {"loc", "raw_scale"}
+  assert jax.tree.structure(var_tree["loc"]) == jax.tree.structure(params)
+  out = vi.predict(var, flat.apply_fn, batch["x"], jax.random.key(0), 4)
+  assert out.shape == (4, 6, 1)
+  mean_out = apply_fn(params, batch["x"])
+  np.testing.assert_allclose(out, jnp.broadcast_to(mean_out, out.shape),
+                             atol=1e-4)
+
+
+def test_ravel_model_with_a_flax_mlp_trains_like_the_pytree():
+  # Three Adam steps on the flat form equal the raveled pytree steps.
+  model = networks.MLP((7, 1))
+  x = jax.random.normal(jax.random.key(1), (8, 2))
+  batch = {"x": x, "y": jnp.sin(x[:, 0])}
+  params = model.init(jax.random.key(0), x[:1])["params"]
+  apply_fn = lambda p, xb: model.apply({"params": p}, xb)
+  flat = vi.ravel_model(params, apply_fn)
+  prior, noise = vi.gaussian_prior(1.0), vi.fixed_gaussian_noise(0.3)
+  opt = optax.adam(1e-2)
+
+  def three_steps(w0, apply):
+    loss = vi.make_elbo_loss_fn(apply, noise.log_likelihood, prior, 80)
+    state = train.init_train_state(vi.init_elbo_params(w0, prior, noise, 0.1),
+                                   opt)
+    step = train.jit_step(train.make_train_step(loss, opt), jax.random.key(2))
+    for _ in range(3):
+      state, metrics = step(state, batch)
+    return state, metrics
+
+  st, mt = three_steps(params, apply_fn)
+  sf, mf = three_steps(flat.params, flat.apply_fn)
+  assert len(jax.tree.leaves(sf)) < len(jax.tree.leaves(st))
+  tol = _RAVEL_TOL[jnp.float32]
+  for part in ("loc", "raw_scale"):
+    np.testing.assert_allclose(
+        sf.params["posterior"][part],
+        jax.flatten_util.ravel_pytree(st.params["posterior"][part])[0], **tol)
+  np.testing.assert_allclose(mf["elbo"], mt["elbo"], **tol)
+
+
 @pytest.mark.parametrize("case", ["bad_init_scale", "analytic_no_kl",
-                                  "score_with_mc_kl", "bad_params"])
+                                  "score_with_mc_kl", "bad_params",
+                                  "ravel_empty"])
 def test_errors(case):
   with pytest.raises(ValueError):
     if case == "bad_init_scale":
@@ -193,5 +303,7 @@ def test_errors(case):
       vi.make_elbo_loss_fn(_apply, lambda p, y, o: y, vi.gaussian_prior(),
                            10, kl_estimator=vi.mc_kl,
                            estimator=vi.score_function)
+    elif case == "ravel_empty":
+      vi.ravel_model({}, _apply)
     else:
       vi.to_normal({"mean": 1})
