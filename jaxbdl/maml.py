@@ -13,6 +13,11 @@ contains the second-order term ``(I - alpha H)`` per inner step. First-order
 MAML (FOMAML, Finn et al. 2017, Sec. 5.2) treats the inner gradient as a
 constant (``stop_gradient``) and drops the Hessian.
 
+A weighted sum of the query losses after every inner step (``step_weights``,
+the multi-step loss of Antoniou et al. 2019) is the same objective scored
+along the whole inner path; it keeps multi-step fine-tuning stable where the
+single-step objective lets the support-loss curvature pass ``2 / alpha``.
+
 The meta-objective is written as a loss function of the shared training loop
 (:mod:`jaxbdl.train`), so a meta-step is ``train.make_train_step`` with a task
 sampler in front of it. With ``num_steps=0`` the same objective is the loss of
@@ -87,7 +92,11 @@ def inner_adapt(task_loss_fn: TaskLossFn, params: PyTree, support: PyTree,
   def body(p, _):
     return _sgd_step(task_loss_fn, p, support, alpha, first_order), None
 
-  adapted, _ = jax.lax.scan(body, params, None, length=int(num_steps))
+  # Fully unrolled (typically 1-5 steps): XLA fuses across steps; measured
+  # 1.9 -> 1.2 ms per one-step meta-iteration of the 2 x 40 sinusoid MLP (25
+  # tasks, K = 5, CPU) against a rolled scan.
+  adapted, _ = jax.lax.scan(body, params, None, length=int(num_steps),
+                            unroll=True)
   return adapted
 
 
@@ -126,14 +135,35 @@ def evaluate_adaptation(task_loss_fn: TaskLossFn, params: PyTree,
       num_steps)
 
 
+def _query_losses_along_path(task_loss_fn: TaskLossFn, params: PyTree,
+                             support: PyTree, query: PyTree,
+                             alpha: float | jax.Array, num_steps: int,
+                             first_order: bool) -> jax.Array:
+  """``[num_steps]`` query losses ``L(theta_j; query)``, ``j = 1..num_steps``."""
+
+  def body(p, _):
+    p = _sgd_step(task_loss_fn, p, support, alpha, first_order)
+    return p, task_loss_fn(p, query)
+
+  _, losses = jax.lax.scan(body, params, None, length=int(num_steps),
+                           unroll=True)
+  return losses
+
+
 def maml_loss(task_loss_fn: TaskLossFn, params: PyTree, task_batch: TaskBatch,
               alpha: float | jax.Array, num_steps: int, *,
-              first_order: bool = False) -> jax.Array:
+              first_order: bool = False,
+              step_weights: tuple[float, ...] | None = None) -> jax.Array:
   """The MAML meta-objective (Finn et al. 2017, Eq. 3), averaged over tasks.
 
   ``(1/T) sum_i L(inner_adapt(theta, support_i); query_i)``, vmapped over
   the ``T`` tasks. ``jax.grad`` of this with respect to ``params`` is the
   (second-order) meta-gradient; with ``first_order=True`` it is FOMAML's.
+
+  With ``step_weights = (w_1, ..., w_n)`` the per-task objective is the
+  weighted sum ``sum_j w_j L(theta_j; query_i)`` over the query losses after
+  every inner step ``j = 1..n`` (the "multi-step loss" of Antoniou et al.
+  2019, MAML++ Sec. 4); ``None`` is ``(0, ..., 0, 1)``, the paper's objective.
 
   Args:
     task_loss_fn: ``task_loss_fn(params, data) -> scalar``.
@@ -142,21 +172,33 @@ def maml_loss(task_loss_fn: TaskLossFn, params: PyTree, task_batch: TaskBatch,
     alpha: inner step size.
     num_steps: inner SGD steps (0 gives joint training on the query sets).
     first_order: FOMAML if True.
+    step_weights: ``num_steps`` non-negative weights of the query losses
+      after steps ``1..num_steps``, or None (only the last step).
 
   Returns:
     scalar mean post-adaptation query loss.
   """
+  if step_weights is not None:
+    _check_step_weights(step_weights, num_steps)
+    weights = jnp.asarray(step_weights, jnp.float32)
 
-  def one_task(support, query):
-    adapted = inner_adapt(task_loss_fn, params, support, alpha, num_steps,
-                          first_order=first_order)
-    return task_loss_fn(adapted, query)
+    def one_task(support, query):
+      losses = _query_losses_along_path(task_loss_fn, params, support, query,
+                                        alpha, num_steps, first_order)
+      return jnp.sum(weights.astype(losses.dtype) * losses)
+  else:
+
+    def one_task(support, query):
+      adapted = inner_adapt(task_loss_fn, params, support, alpha, num_steps,
+                            first_order=first_order)
+      return task_loss_fn(adapted, query)
 
   return jnp.mean(jax.vmap(one_task)(task_batch.support, task_batch.query))
 
 
 def make_maml_loss_fn(task_loss_fn: TaskLossFn, *, alpha: float,
-                      num_steps: int, first_order: bool = False):
+                      num_steps: int, first_order: bool = False,
+                      step_weights: tuple[float, ...] | None = None):
   """Wraps :func:`maml_loss` as a loss of :mod:`jaxbdl.train`.
 
   Returns:
@@ -165,14 +207,26 @@ def make_maml_loss_fn(task_loss_fn: TaskLossFn, *, alpha: float,
     unused (the tasks carry the randomness).
   """
   _check_inner(alpha, num_steps)
+  if step_weights is not None:
+    _check_step_weights(step_weights, num_steps)
 
   def loss_fn(params, model_state, task_batch: TaskBatch, key):
     del key
     loss = maml_loss(task_loss_fn, params, task_batch, alpha, num_steps,
-                     first_order=first_order)
+                     first_order=first_order, step_weights=step_weights)
     return loss, (model_state, {"meta_loss": loss})
 
   return loss_fn
+
+
+def _check_step_weights(step_weights, num_steps: int) -> None:
+  weights = tuple(step_weights)
+  if len(weights) != num_steps or num_steps < 1:
+    raise ValueError(f"step_weights needs one weight per inner step "
+                     f"(num_steps={num_steps} >= 1), got {weights!r}")
+  if any(not w >= 0 for w in weights) or not sum(weights) > 0:
+    raise ValueError(f"step_weights must be >= 0 and not all 0, got "
+                     f"{weights!r}")
 
 
 def _check_inner(alpha: float, num_steps: int) -> None:
@@ -186,7 +240,8 @@ def _check_inner(alpha: float, num_steps: int) -> None:
 def make_meta_step(task_loss_fn: TaskLossFn,
                    optimizer: optax.GradientTransformation,
                    sample_tasks: Callable[[jax.Array], TaskBatch], *,
-                   alpha: float, num_steps: int, first_order: bool = False):
+                   alpha: float, num_steps: int, first_order: bool = False,
+                   step_weights: tuple[float, ...] | None = None):
   """Builds one meta-training iteration (Finn et al. 2017, Algorithm 2).
 
   Args:
@@ -194,7 +249,7 @@ def make_meta_step(task_loss_fn: TaskLossFn,
     optimizer: the meta-optimiser (the paper: ``optax.adam(1e-3)``).
     sample_tasks: ``sample_tasks(key) -> TaskBatch`` drawing a fresh
       meta-batch (static shapes).
-    alpha, num_steps, first_order: see :func:`maml_loss`.
+    alpha, num_steps, first_order, step_weights: see :func:`maml_loss`.
 
   Returns:
     ``step(state: train.TrainState, key) -> (state, metrics)``: samples tasks
@@ -203,7 +258,8 @@ def make_meta_step(task_loss_fn: TaskLossFn,
   """
   train_step = train.make_train_step(
       make_maml_loss_fn(task_loss_fn, alpha=alpha, num_steps=num_steps,
-                        first_order=first_order), optimizer)
+                        first_order=first_order, step_weights=step_weights),
+      optimizer)
 
   def step(state: train.TrainState, key: jax.Array):
     step_key = jax.random.fold_in(key, state.step)
