@@ -50,8 +50,9 @@ def get_config(arg=None):
   config.init_scale = 0.01
   config.alpha = 0.01  # inner SGD step size (train and test).
   config.inner_steps = 2  # inner steps during meta-training.
-  # Weights of the query losses after inner steps 1..inner_steps (None: the
-  # last step only, the paper's objective); see the module docstring.
+  # Weights of the query losses after inner steps 1..inner_steps (None in
+  # Python, or "(0, ..., 0, 1.0)" on the command line: the last step only, the
+  # paper's objective); see the module docstring.
   config.step_weights = (0.5, 0.5)
   config.first_order = False  # True: FOMAML (no second-order term).
   config.meta_batch_size = 25
