@@ -510,7 +510,10 @@ def learned_gaussian_noise(init_scale: float = 0.5,
   if not init_scale > min_scale >= 0:
     raise ValueError(f"need init_scale > min_scale >= 0, got {init_scale}, "
                      f"{min_scale}")
-  r0 = float(softplus_inverse(init_scale - min_scale))
+  x0 = float(init_scale - min_scale)
+  # softplus^-1 in Python floats: this factory may run inside a jit trace
+  # (e.g. a method built per vmapped split), where jnp values are tracers.
+  r0 = x0 + math.log(-math.expm1(-x0))
 
   def scale(lp):
     return jax.nn.softplus(lp["raw_scale"]) + min_scale
