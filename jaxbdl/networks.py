@@ -273,6 +273,10 @@ class CNN(nn.Module):
   Transfer learning: ``apply(variables, x, method="embed")`` returns the
   penultimate features ``[N, hidden]``; replace ``params["head"]`` (e.g. with a
   new head's parameters for a different ``num_classes``) and keep the rest.
+  To cut lower, ``apply(variables, x, layer, method="layer_input")`` returns the
+  input of any layer in ``layer_names`` (e.g. ``"dense"``: the flattened conv
+  features), and re-initialising that layer and the ones above it gives a new
+  head on those features.
 
   Attributes:
     num_classes: number of output logits.
@@ -303,8 +307,29 @@ class CNN(nn.Module):
     self.dropout = nn.Dropout(self.dropout_rate)
     self.head = nn.Dense(self.num_classes)
 
-  def embed(self, x: jax.Array, train: bool = False) -> jax.Array:
-    """Penultimate features ``[N, hidden]`` for images ``[N, 8, 8(, 1)]`` or ``[N, 64]``."""
+  @property
+  def layer_names(self) -> tuple[str, ...]:
+    """Top-level parameter names in forward order: ``convs_0``, ..., ``dense``, ``head``."""
+    return tuple(f"convs_{i}" for i in range(len(self.features))) + ("dense",
+                                                                     "head")
+
+  def layer_input(self, x: jax.Array, layer: str = "head",
+                  train: bool = False) -> jax.Array:
+    """The input of layer ``layer`` (a name in :attr:`layer_names`).
+
+    ``"convs_0"``: the images ``[N, 8, 8, 1]``; ``"convs_i"``: the pooled maps
+    of conv ``i - 1`` ``[N, h, w, features[i - 1]]``; ``"dense"``: the
+    flattened pooled maps of the last conv ``[N, flat]``; ``"head"``: the
+    penultimate features ``[N, hidden]`` (:meth:`embed`).
+
+    Args:
+      x: images ``[N, 8, 8(, 1)]`` or ``[N, 64]``.
+      layer: where to cut.
+      train: dropout on (only matters for ``"head"``).
+    """
+    if layer not in self.layer_names:
+      raise ValueError(f"unknown CNN layer {layer!r}; valid: "
+                       f"{list(self.layer_names)}")
     if x.ndim == 2 and x.shape[1] == 64:
       x = jnp.reshape(x, (x.shape[0], 8, 8, 1))
     elif x.ndim == 3 and x.shape[1:] == (8, 8):
@@ -314,12 +339,20 @@ class CNN(nn.Module):
                        f"got shape {x.shape}")
     pool = nn.avg_pool if self.pool == "avg" else nn.max_pool
     h = x
-    for conv in self.convs:
+    for i, conv in enumerate(self.convs):
+      if layer == f"convs_{i}":
+        return h
       h = pool(jax.nn.relu(conv(h)), window_shape=(2, 2), strides=(2, 2),
                padding="SAME")
     h = jnp.reshape(h, (h.shape[0], -1))
+    if layer == "dense":
+      return h
     h = jax.nn.relu(self.dense(h))
     return self.dropout(h, deterministic=not train)
+
+  def embed(self, x: jax.Array, train: bool = False) -> jax.Array:
+    """Penultimate features ``[N, hidden]`` for images ``[N, 8, 8(, 1)]`` or ``[N, 64]``."""
+    return self.layer_input(x, "head", train)
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """Logits ``[N, num_classes]``."""

@@ -4,13 +4,21 @@ The three standard ways to re-purpose a network trained on a source task
 (Yosinski et al. 2014, "How transferable are features in deep neural
 networks?"; Donahue et al. 2014, DeCAF):
 
-* **frozen features + new head**: keep every parameter except the output layer
-  fixed and train a fresh head (a linear classifier on the frozen embedding).
+* **frozen features + new head**: keep the layers below a cut fixed and train
+  fresh layers from the cut up (:func:`layers_from` names them,
+  :func:`reinit` swaps in their fresh parameters). Cutting at the output layer
+  gives a linear classifier on the penultimate embedding; cutting lower gives
+  a new MLP head on more generic features (the higher the layer, the more it
+  is specialised to the source classes: Yosinski et al. 2014).
   :func:`frozen_optimizer` does this inside one ordinary train step by giving
   the frozen parameters a zero update (``optax.multi_transform`` with
-  ``optax.set_to_zero``), so the network code is unchanged.
-* **fine-tuning**: start from the pre-trained parameters (with a new head,
-  :func:`replace_head`) and train everything.
+  ``optax.set_to_zero``), so the network code is unchanged;
+  :func:`stop_gradient_except` inside the loss also saves computing their
+  gradients.
+* **fine-tuning**: start from the pre-trained body with new layers from the
+  cut up and train everything; :func:`split_optimizer` gives the body its
+  own (usually smaller) learning rate (Howard & Ruder 2018, "discriminative
+  fine-tuning").
 * **from scratch**: random initialisation (the baseline).
 
 Few-shot data: :func:`few_shot_subset` draws ``k`` labelled examples per class
@@ -20,7 +28,14 @@ one array shape (and so one ``vmap``/compilation) without changing the
 full-batch mean loss.
 
 Parameters are nested dicts as returned by Flax Linen ``init(...)["params"]``;
-the head is the top-level entry ``"head"`` (as in :class:`jaxbdl.networks.CNN`).
+the head is the top-level entry ``"head"`` (as in :class:`jaxbdl.networks.CNN`,
+whose ``layer_names`` lists the top-level entries in forward order).
+
+References:
+  Yosinski, Clune, Bengio, Lipson (2014), "How transferable are features in
+  deep neural networks?", NeurIPS.
+  Howard, Ruder (2018), "Universal language model fine-tuning for text
+  classification", ACL, Sec. 3.2.
 """
 from __future__ import annotations
 
@@ -63,6 +78,47 @@ def replace_head(params: Mapping[str, PyTree], new_head_params: PyTree,
   return out
 
 
+def layers_from(layer_names: Sequence[str], cut: str) -> tuple[str, ...]:
+  """The layers at and above ``cut``: ``layer_names[layer_names.index(cut):]``.
+
+  Args:
+    layer_names: top-level parameter names in forward order, e.g.
+      ``CNN(...).layer_names == ("convs_0", "convs_1", "dense", "head")``.
+    cut: the first layer to re-initialise (``"head"``: only the output layer).
+
+  Raises:
+    ValueError: ``cut`` is not in ``layer_names``.
+  """
+  layer_names = tuple(layer_names)
+  if cut not in layer_names:
+    raise ValueError(f"unknown cut {cut!r}; valid: {list(layer_names)}")
+  return layer_names[layer_names.index(cut):]
+
+
+def reinit(params: Mapping[str, PyTree], fresh_params: Mapping[str, PyTree],
+           names: Sequence[str]) -> dict:
+  """Returns ``params`` with the top-level entries ``names`` from ``fresh_params``.
+
+  E.g. ``reinit(pretrained, model.init(key, x)["params"],
+  layers_from(model.layer_names, "dense"))`` keeps the pre-trained conv layers
+  and gives the dense layer and the head a fresh initialisation.
+
+  Raises:
+    ValueError: a name is missing from ``params`` or ``fresh_params``.
+  """
+  _check_mapping(params)
+  _check_mapping(fresh_params)
+  if isinstance(names, str):
+    names = (names,)
+  out = dict(params)
+  for name in names:
+    if name not in fresh_params:
+      raise ValueError(f"fresh_params have no {name!r}; top-level names: "
+                       f"{sorted(fresh_params)}")
+    out = replace_head(out, fresh_params[name], head=name)
+  return out
+
+
 def freeze_mask(params: Mapping[str, PyTree],
                 trainable: Sequence[str] = ("head",)) -> dict:
   """Boolean pytree like ``params``: True where a leaf is trainable.
@@ -81,6 +137,23 @@ def freeze_mask(params: Mapping[str, PyTree],
                      f"names: {sorted(params)}")
   return {name: jax.tree_util.tree_map(lambda _, t=(name in trainable): t, sub)
           for name, sub in params.items()}
+
+
+def stop_gradient_except(params: Mapping[str, PyTree],
+                         trainable: Sequence[str] = ("head",)) -> dict:
+  """``params`` with ``jax.lax.stop_gradient`` on every entry not in ``trainable``.
+
+  Call it on the parameters inside a loss: the gradient of a frozen layer is
+  then exactly zero and XLA does not compute it (with only
+  :func:`frozen_optimizer`, the frozen layers' gradients are computed and then
+  discarded). The values are unchanged.
+
+  Raises:
+    ValueError: a name in ``trainable`` is not a top-level entry of ``params``.
+  """
+  mask = freeze_mask(params, trainable)
+  return jax.tree_util.tree_map(
+      lambda p, t: p if t else jax.lax.stop_gradient(p), dict(params), mask)
 
 
 def frozen_optimizer(optimizer: optax.GradientTransformation,
@@ -103,6 +176,34 @@ def frozen_optimizer(optimizer: optax.GradientTransformation,
                                   mask)
   return optax.multi_transform(
       {"trainable": optimizer, "frozen": optax.set_to_zero()}, labels)
+
+
+def split_optimizer(new_optimizer: optax.GradientTransformation,
+                    body_optimizer: optax.GradientTransformation,
+                    params: Mapping[str, PyTree],
+                    new: Sequence[str] = ("head",)
+                    ) -> optax.GradientTransformation:
+  """``new_optimizer`` on the layers ``new``, ``body_optimizer`` on the rest.
+
+  For fine-tuning with a smaller body learning rate, e.g.
+  ``split_optimizer(optax.adam(lr), optax.adam(0.1 * lr), params,
+  ("dense", "head"))``; :func:`frozen_optimizer` is the case
+  ``body_optimizer = optax.set_to_zero()``.
+
+  Args:
+    new_optimizer: for the (re-initialised) top layers.
+    body_optimizer: for every other top-level entry.
+    params: a parameter tree of the shape that will be optimised (only its
+      structure is used).
+    new: top-level names that get ``new_optimizer``.
+
+  Raises:
+    ValueError: a name in ``new`` is not a top-level entry of ``params``.
+  """
+  mask = freeze_mask(params, new)
+  labels = jax.tree_util.tree_map(lambda t: "new" if t else "body", mask)
+  return optax.multi_transform({"new": new_optimizer, "body": body_optimizer},
+                               labels)
 
 
 def select_classes(x: Any, y: Any, classes: Sequence[int]

@@ -204,6 +204,9 @@ EXPERIMENT_CASES = {
     "transfer-unknown_method": Case(
         _experiment("transfer", {"methods": ("lora",)}), ValueError,
         "unknown methods ['lora']"),
+    "transfer-unknown_cut": Case(
+        _experiment("transfer", {"adapt.cut": "conv"}), ValueError,
+        "unknown cut 'conv'"),
     "vanishing_gradients-unknown_initializer": Case(
         _experiment("vanishing_gradients", {"inits": (("xavier2", 1.0),)}),
         ValueError, "xavier2"),

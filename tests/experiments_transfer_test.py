@@ -30,6 +30,12 @@ def test_quick_run_writes_outputs_and_transfers(quick_run):
   assert acc["frozen"].shape == (len(config.shots), config.num_seeds)
   # Pre-trained features carry over: frozen-feature heads beat chance.
   assert acc["frozen"].mean() > 0.3
+  # The adaptation fits the few-shot sets (5 classes: chance 0.2).
+  for method, a in res["train_accuracy"].items():
+    assert np.mean(a) > 0.8, method
+  assert set(res["valid_accuracy"]) == set(config.methods)
+  for name, stats in stored["features"].items():
+    assert 1.0 <= stats["effective_rank"] <= stats["dim"], name
 
 
 def test_restore_with_mismatched_network_raises(quick_run):

@@ -214,6 +214,33 @@ def test_cnn_shapes_embed_and_head_replacement():
   assert abs(float(jnp.var(w)) - variance) < K_SE * variance * math.sqrt(2.0 / w.size)
 
 
+def test_cnn_layer_input_cuts_the_forward_pass():
+  model = networks.CNN(num_classes=3, features=(4, 8), hidden=16, pool="max")
+  imgs = jnp.asarray(np.random.default_rng(0).uniform(size=(5, 8, 8)), jnp.float32)
+  assert model.layer_names == ("convs_0", "convs_1", "dense", "head")
+
+  @jax.jit
+  def run(imgs):
+    variables = model.init(jax.random.key(2), imgs)
+    cut = {layer: model.apply(variables, imgs, layer, method="layer_input")
+           for layer in model.layer_names}
+    return (variables["params"], cut, model.apply(variables, imgs),
+            model.apply(variables, imgs, method="embed"))
+
+  params, cut, logits, embed = run(imgs)
+  assert cut["convs_0"].shape == (5, 8, 8, 1)
+  assert cut["convs_1"].shape == (5, 4, 4, 4)
+  assert cut["dense"].shape == (5, 2 * 2 * 8)
+  np.testing.assert_array_equal(cut["head"], embed)
+  # Finish the forward pass by hand from the "dense" cut: the logits agree.
+  d, h = params["dense"], params["head"]
+  by_hand = (jax.nn.relu(cut["dense"] @ d["kernel"] + d["bias"][None, :])
+             @ h["kernel"] + h["bias"][None, :])
+  np.testing.assert_allclose(by_hand, logits, atol=1e-5, rtol=1e-5)
+  with pytest.raises(ValueError, match="unknown CNN layer 'conv'"):
+    model.apply({"params": params}, imgs, "conv", method="layer_input")
+
+
 # ------------------------------------------------------------------ RNN
 
 

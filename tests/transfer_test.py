@@ -118,3 +118,54 @@ def test_tile_examples_keeps_the_mean_loss():
   np.testing.assert_allclose(loss(xt, yt), loss(x, y), rtol=1e-6)
   with pytest.raises(ValueError, match="multiple"):
     transfer.tile_examples((x, y), 10)
+
+
+def test_layers_from_and_reinit_keep_the_body():
+  names = ("conv", "dense", "head")
+  assert transfer.layers_from(names, "dense") == ("dense", "head")
+  assert transfer.layers_from(names, "head") == ("head",)
+  with pytest.raises(ValueError, match="unknown cut 'decoder'"):
+    transfer.layers_from(names, "decoder")
+  params = _params()
+  fresh = jax.tree_util.tree_map(lambda p: p + 3.0, params)
+  out = transfer.reinit(params, fresh, ("dense", "head"))
+  assert out["conv"] is params["conv"]
+  assert out["dense"] is fresh["dense"] and out["head"] is fresh["head"]
+  assert params["dense"] is not fresh["dense"], "input was mutated"
+  with pytest.raises(ValueError, match="fresh_params have no 'dense'"):
+    transfer.reinit(params, {"head": fresh["head"]}, ("dense", "head"))
+
+
+def test_split_optimizer_gives_the_body_its_own_learning_rate():
+  params = _params()
+  opt = transfer.split_optimizer(optax.adam(0.1), optax.adam(0.01), params,
+                                 ("dense", "head"))
+  grads = jax.tree_util.tree_map(lambda p: -jnp.ones_like(p), params)
+  updates, _ = jax.jit(opt.update)(grads, opt.init(params), params)
+  new = optax.apply_updates(params, updates)
+  # Adam's first step moves each entry by -lr * sign(g) = +lr.
+  for name, lr in (("conv", 0.01), ("dense", 0.1), ("head", 0.1)):
+    for a, b in zip(jax.tree_util.tree_leaves(new[name]),
+                    jax.tree_util.tree_leaves(params[name])):
+      np.testing.assert_allclose(a, b + lr, rtol=1e-5, err_msg=name)
+
+
+def test_stop_gradient_except_zeroes_only_frozen_gradients():
+  params = _params()
+  x = jnp.ones((2, 4))
+
+  def loss(p):
+    h = x @ p["dense"]["kernel"] + p["dense"]["bias"][None, :]
+    h = h @ p["head"]["kernel"] + p["head"]["bias"][None, :]
+    return jnp.sum(h ** 2) + jnp.sum(p["conv"]["kernel"] ** 2)
+
+  frozen = jax.jit(jax.grad(
+      lambda p: loss(transfer.stop_gradient_except(p, ("head",)))))(params)
+  full = jax.jit(jax.grad(loss))(params)
+  for name in ("conv", "dense"):
+    for leaf in jax.tree_util.tree_leaves(frozen[name]):
+      np.testing.assert_array_equal(leaf, 0.0)
+  np.testing.assert_allclose(frozen["head"]["kernel"], full["head"]["kernel"])
+  assert float(jnp.abs(full["dense"]["kernel"]).max()) > 0.0
+  np.testing.assert_allclose(
+      loss(transfer.stop_gradient_except(params, ("head",))), loss(params))
