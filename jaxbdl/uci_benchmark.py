@@ -250,31 +250,30 @@ def _point_network(name: str, config, mcfg, hp, num_train: int,
   return init, opt, fit, predict
 
 
-def _build_map(config, num_train, input_dim, hp):
-  mcfg = config.map
-  init, opt, fit, predict = _point_network("map", config, mcfg, hp, num_train,
-                                           input_dim, 0.0, False, 1)
+def _single_network_method(name, config, num_train, input_dim, hp,
+                           dropout_rate, num_predict) -> Method:
+  """map / mc_dropout: one homoscedastic point network, trained once."""
+  mcfg = config[name]
+  init, opt, fit, predict = _point_network(name, config, mcfg, hp, num_train,
+                                           input_dim, dropout_rate, False,
+                                           num_predict)
 
   def train_fn(data, key, valid=None):
     k1, k2 = jax.random.split(key)
     state, hist = fit(train.init_train_state(init(k1), opt), data, k2, valid)
     return state.params, hist
 
-  return Method("map", train_fn, predict, float(mcfg.valid_fraction))
+  return Method(name, train_fn, predict, float(mcfg.valid_fraction))
+
+
+def _build_map(config, num_train, input_dim, hp):
+  return _single_network_method("map", config, num_train, input_dim, hp, 0.0, 1)
 
 
 def _build_mc_dropout(config, num_train, input_dim, hp):
-  mcfg = config.mc_dropout
-  init, opt, fit, predict = _point_network(
-      "mc_dropout", config, mcfg, hp, num_train, input_dim,
-      hp["dropout_rate"], False, int(config.num_predict_samples))
-
-  def train_fn(data, key, valid=None):
-    k1, k2 = jax.random.split(key)
-    state, hist = fit(train.init_train_state(init(k1), opt), data, k2, valid)
-    return state.params, hist
-
-  return Method("mc_dropout", train_fn, predict, float(mcfg.valid_fraction))
+  return _single_network_method("mc_dropout", config, num_train, input_dim, hp,
+                                hp["dropout_rate"],
+                                int(config.num_predict_samples))
 
 
 def _build_ensemble(config, num_train, input_dim, hp):
