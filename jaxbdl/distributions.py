@@ -41,8 +41,8 @@ Positive parameters (``scale``, ``rate``, ``concentration*``, ``cov_diag``,
 the diagonal of ``scale_tril``) are checked twice: with concrete values
 (eager calls) a value <= 0 raises ``ValueError``; under ``jax.jit``/``grad``
 tracing the values are unknown, so the parameter is *poisoned* instead,
-``a + where(a > 0, 0, nan)``: every sample, density and gradient computed
-from an invalid entry is NaN (finite garbage is never returned).
+``a + where(all(a > 0), 0, nan)``: every sample, density and gradient
+computed from such a parameter is NaN (finite garbage is never returned).
 
 References:
   S. Mohamed, M. Rosca, M. Figurnov, A. Mnih. Monte Carlo Gradient Estimation
@@ -152,8 +152,9 @@ _POSITIVE = ("scale", "rate", "concentration", "concentration1",
 def _positive(dist_name: str, field: str, a: Array) -> Array:
   """Eager: raises unless ``a > 0``; traced: NaN-poisons entries <= 0.
 
-  The poison is additive (``a + where(a > 0, 0, nan)``) so gradients still
-  flow through ``a`` and come out NaN too.
+  The poison is additive and global (``a + where(all(a > 0), 0, nan)``):
+  one invalid entry makes every entry NaN, and gradients still flow through
+  ``a`` and come out NaN too.
   """
   if not isinstance(a, jax.core.Tracer):
     arr = np.asarray(a)
@@ -161,7 +162,7 @@ def _positive(dist_name: str, field: str, a: Array) -> Array:
       raise ValueError(f"{dist_name} {field} must be > 0 everywhere, got "
                        f"min {float(np.min(arr)) if arr.size else arr}")
     return a
-  return a + jnp.where(a > 0, 0.0, jnp.nan).astype(a.dtype)
+  return a + jnp.where(jnp.all(a > 0), 0.0, jnp.nan).astype(a.dtype)
 
 
 def _check_keys(dist_name: str, params: Any,
@@ -716,9 +717,10 @@ def _beta_transform(params: Params, keys: Array) -> Array:
   a, b = _beta_params(params)
 
   def one(k):
-    ka, kb = jax.random.split(k)
-    return jax.nn.sigmoid(jax.random.loggamma(ka, a, dtype=a.dtype) -
-                          jax.random.loggamma(kb, b, dtype=b.dtype))
+    # One sampler call for both Gammas (each sampler instance costs compile
+    # time): log G [2, *E].
+    log_g = jax.random.loggamma(k, jnp.stack([a, b]), dtype=a.dtype)
+    return jax.nn.sigmoid(log_g[0] - log_g[1])
 
   return _map_keys("Beta", one, keys)
 
@@ -1089,10 +1091,10 @@ def _lowrank_log_prob(params: Params, x: Array) -> Array:
   r_bxd = (x - _expand_to(loc, x.ndim)).reshape(-1, loc.shape[0])
   cap = jnp.eye(f.shape[1], dtype=f.dtype) + f.T @ (f / d[:, None])
   chol = jnp.linalg.cholesky(cap)
-  w = jax.scipy.linalg.solve_triangular(chol, f.T @ (r_bxd / d).T,
+  w = jax.scipy.linalg.solve_triangular(chol, f.T @ (r_bxd / d[None]).T,
                                         lower=True)  # [R, B]
-  mahal = jnp.sum(jnp.square(r_bxd) / d, axis=-1) - jnp.sum(jnp.square(w),
-                                                             axis=0)
+  mahal = (jnp.sum(jnp.square(r_bxd) / d[None], axis=-1) -
+           jnp.sum(jnp.square(w), axis=0))
   logdet = jnp.sum(jnp.log(d)) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
   lp = -0.5 * (mahal + logdet) - loc.shape[0] * _HALF_LOG_2PI
   return lp.reshape(x.shape[:-1])
