@@ -266,11 +266,13 @@ def test_bad_combinations_raise():
     cvs.with_control_variate(ests.score_function, "delta")
   with pytest.raises(ValueError, match="coefficient"):
     cvs.with_control_variate(ests.score_function, cvs.delta_method(), "opt")
-  with pytest.raises(ValueError, match="only the Normal"):
+  with pytest.raises(ValueError, match="mean and covariance.*Categorical"):
     _trace_est = cvs.with_control_variate(ests.score_function,
                                           cvs.delta_method())
-    grad_fn = _trace_est(_F, dists.Laplace)
-    jax.eval_shape(lambda p, k: grad_fn(p, k, 2), PARAMS, _KEY)
+    grad_fn = _trace_est(lambda x: jnp.sum(x).astype(jnp.float32),
+                         dists.Categorical)
+    jax.eval_shape(lambda p, k: grad_fn(p, k, 2),
+                   {"logits": jnp.zeros((2, 3))}, _KEY)
 
 
 def test_stateful_signature():
