@@ -78,6 +78,10 @@ def _fit(ckdir, num_epochs=6, **kw):
                               **kw)
 
 
+def _ckpts(ckdir):
+  return sorted(n for n in os.listdir(ckdir) if n.startswith("ckpt_"))
+
+
 def _assert_same(a, b):
   """Bitwise equality of two results (parameters, opt state, history)."""
   for x, y in zip(jax.tree_util.tree_leaves(a.fit_state),
@@ -111,7 +115,7 @@ def test_resume_continues_bitwise(tmp_path, reference):
   ckdir = str(tmp_path / "ck")
   first = _fit(ckdir, num_epochs=4)
   assert first.resumed_from == 0
-  assert sorted(os.listdir(ckdir)) == ["ckpt_000002", "ckpt_000004"]
+  assert _ckpts(ckdir) == ["ckpt_000002", "ckpt_000004"]
   calls = []
   second = _fit(ckdir, num_epochs=6,
                 on_checkpoint=lambda e, p: calls.append(e))
@@ -126,7 +130,7 @@ def test_resume_continues_bitwise(tmp_path, reference):
 def test_keep_limits_checkpoints(tmp_path):
   ckdir = str(tmp_path / "ck")
   _fit(ckdir, num_epochs=6, keep=2)
-  assert sorted(os.listdir(ckdir)) == ["ckpt_000004", "ckpt_000006"]
+  assert _ckpts(ckdir) == ["ckpt_000004", "ckpt_000006"]
   manifest = json.load(open(os.path.join(ckdir, "ckpt_000006",
                                          "MANIFEST.json")))
   assert manifest["epoch"] == 6 and manifest["files"]
@@ -223,10 +227,8 @@ def test_different_model_is_refused(tmp_path):
   ckdir = str(tmp_path / "ck")
   _fit(ckdir, num_epochs=2)
   other = train.init_train_state({"w": jnp.zeros((D + 1,))}, OPT)
-  data = _data()
-  data["x"] = np.concatenate([data["x"], data["x"][:, :1]], axis=1)
   with pytest.raises(ValueError, match="different model or optimiser"):
-    resume.resumable_fit(FITTER, other, data, KEY, num_epochs=4,
+    resume.resumable_fit(FITTER, other, _data(), KEY, num_epochs=4,
                          checkpoint_dir=ckdir, checkpoint_every_epochs=EVERY)
 
 
