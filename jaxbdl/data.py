@@ -556,8 +556,9 @@ def standardise(x_train: Any, *x_others: Any):
       s = (a - mean) / std
     if not np.all(np.abs(s) <= _F32.max):
       i = np.argwhere(~(np.abs(s) <= _F32.max))[0]
-      raise ValueError(f"standardise: {name}{list(i)} standardises to "
-                       f"{float(s[tuple(i)]):.3g}, beyond float32's range")
+      raise ValueError(f"standardise: {name}{[int(j) for j in i]} "
+                       f"standardises to {float(s[tuple(i)]):.3g}, beyond "
+                       "float32's range")
     arrays.append(s.astype(np.float32))
   return arrays, mean.astype(np.float32), std.astype(np.float32)
 
