@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxbdl import data
+from tests.helpers import FIXTURES, tol
 
 # A 10 x 4 table. Column 1 is the TARGET (not last); column 2 is constant.
 _TABLE = np.array(
@@ -187,24 +188,37 @@ def test_uci_split_out_of_range(tmp_path, split):
     data.uci_split(ds, split)
 
 
-def _uci_root():
-  here = os.path.dirname(os.path.abspath(__file__))
-  for root in ("/work/shared/data/uci",
-               os.path.join(here, "..", "..", "shared", "data", "uci"),
-               os.path.join(here, "..", "shared", "data", "uci")):
-    if os.path.isdir(root):
-      return root
-  return None
+_YACHT_HEAD = os.path.join(FIXTURES, "uci", "yacht_head")
+
+
+def test_real_format_fixture_yacht_head():
+  """The first 20 rows of the real yacht files (tests/fixtures/uci)."""
+  assert data.list_uci_datasets(os.path.dirname(_YACHT_HEAD)) == ["yacht_head"]
+  ds = data.load_uci(_YACHT_HEAD)
+  assert ds.data.shape == (20, 7) and ds.n_splits == 2
+  np.testing.assert_array_equal(ds.feature_idx, np.arange(6))
+  assert ds.target_idx == 6
+  np.testing.assert_array_equal(ds.data[0], [-2.3, 0.568, 4.78, 3.99, 3.17,
+                                             0.125, 0.11])
+  s = data.uci_split(ds, 1)
+  tr = ds.train_idx[1]
+  y = ds.data[tr, 6]
+  np.testing.assert_allclose(s.y_mean, y.mean(), **tol(np.float32))
+  np.testing.assert_allclose(s.y_std, y.std(), **tol(np.float32))
+  # Column 0 of the first 20 rows is constant (-2.3): std set to 1.
+  assert s.x_std[0] == 1.0
 
 
 _UCI_ROWS = {"concrete": 1030, "energy": 768, "kin8nm": 8192,
              "power-plant": 9568, "wine-quality-red": 1599, "yacht": 308}
 
 
-@pytest.mark.skipif(_uci_root() is None, reason="shared UCI data not present")
+@pytest.mark.experiment
+@pytest.mark.skipif(not os.environ.get("JAXBDL_UCI_ROOT"),
+                    reason="set JAXBDL_UCI_ROOT to the folder of UCI data sets")
 @pytest.mark.parametrize("name", sorted(_UCI_ROWS))
 def test_real_uci_datasets(name):
-  root = _uci_root()
+  root = os.environ["JAXBDL_UCI_ROOT"]
   assert name in data.list_uci_datasets(root)
   ds = data.load_uci(os.path.join(root, name))
   assert ds.data.shape[0] == _UCI_ROWS[name]
@@ -215,6 +229,54 @@ def test_real_uci_datasets(name):
     assert te.size == round(0.1 * n) or te.size == int(0.1 * n) + 1
   s = data.uci_split(ds, 0)
   assert s.x_train.shape == (ds.train_idx[0].size, ds.feature_idx.size)
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 1e-10, 1e10])
+def test_standardise_is_scale_invariant(scale):
+  """Oracle: standardising c * x gives the arrays of x, mean and std times c."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(50, 3)) + 3.0
+  (a,), mean, std = data.standardise(x)
+  (b,), mean_c, std_c = data.standardise(scale * x)
+  np.testing.assert_allclose(b, a, **tol(np.float32, 64))
+  np.testing.assert_allclose(mean_c, scale * mean, **tol(np.float32, 64))
+  np.testing.assert_allclose(std_c, scale * std, **tol(np.float32, 64))
+
+
+@pytest.mark.parametrize("value, pattern", [
+    (1e200, "training mean 2e\\+200 is beyond float32's range"),
+    (1e-300, "training std 8.16e-301 is below float32's smallest normal"),
+])
+def test_standardise_refuses_what_float32_cannot_hold(value, pattern):
+  x = value * np.array([[1.0], [2.0], [3.0]])
+  with pytest.raises(ValueError, match=pattern):
+    data.standardise(x)
+
+
+def test_uci_split_refuses_huge_targets(tmp_path):
+  table = _TABLE.copy()
+  table[:, _TARGET] *= 1e200
+  ds = data.load_uci(_make_folder(tmp_path, table=table))
+  with pytest.raises(ValueError, match="toy split 0: target: training mean"):
+    data.uci_split(ds, 0)
+
+
+def test_latin1_byte_names_file_and_line(tmp_path):
+  d = _make_folder(tmp_path)
+  with open(os.path.join(d, "data.txt"), "ab") as f:
+    f.write(b"1 2 3 4\n5 caf\xe9 7 8\n")
+  with pytest.raises(ValueError, match=r"data.txt: line 13: byte b'\\xe9' "
+                     "at column 6 is not UTF-8"):
+    data.load_uci(d)
+
+
+def test_huge_index_is_reported_as_written(tmp_path):
+  d = _make_folder(tmp_path)
+  with open(os.path.join(d, "index_test_1.txt"), "w") as f:
+    f.write("4\n1e20\n")
+  with pytest.raises(ValueError, match=r"index_test_1.txt: line 2: row index "
+                     r"1e\+20 is out of range \[0, 10\)"):
+    data.load_uci(d)
 
 
 # ---------------------------------------------------------------------------
