@@ -54,8 +54,10 @@ from jaxbdl import priors
 from jaxbdl import results as results_lib
 from jaxbdl import resume
 from jaxbdl import train
-from jaxbdl import uci_benchmark
-from jaxbdl import vi
+from jaxbdl.bayes import elbo as bayes_elbo
+from jaxbdl.bayes import likelihoods as bayes_likelihoods
+from jaxbdl.bayes import priors as bayes_priors
+from jaxbdl.bayes import registry
 from absl import flags as absl_flags
 from experiments import launch
 from experiments import validate
@@ -389,13 +391,26 @@ LIBRARY_CASES = {
         lambda t: distributions.Normal.sample(
             {"loc": jnp.zeros(()), "scale": -jnp.ones(())}, jax.random.key(0)),
         ValueError, "scale"),
-    "vi-num_samples_0": Case(
-        lambda t: vi.make_elbo_loss_fn(lambda w, x: x, None,
-                                       vi.gaussian_prior(1.0), num_data=8,
-                                       num_samples=0), ValueError,
+    "elbo-num_samples_0": Case(
+        lambda t: bayes_elbo.make_loss_fn(
+            bayes_elbo.weight_space(lambda w, x: x),
+            bayes_likelihoods.gaussian(1.0), bayes_priors.gaussian(1.0),
+            num_data=8, num_samples=0), ValueError,
         "num_samples must be a positive int"),
-    "vi-prior_scale_0": Case(lambda t: vi.gaussian_prior(0.0), ValueError,
-                             "scale"),
+    "priors-prior_scale_0": Case(lambda t: bayes_priors.gaussian(0.0),
+                                 ValueError, "scale must be a positive"),
+    "likelihoods-noise_scale_nan": Case(
+        lambda t: bayes_likelihoods.gaussian(float("nan")), ValueError,
+        "noise_scale must be a positive finite number, got nan"),
+    "likelihoods-categorical_one_class": Case(
+        lambda t: bayes_likelihoods.categorical(1), ValueError,
+        "num_classes must be an int >= 2, got 1"),
+    "registry-duplicate_method": Case(
+        lambda t: registry.check_names("map,map"), ValueError,
+        "method(s) ['map'] listed more than once"),
+    "registry-all_and_more": Case(
+        lambda t: registry.check_names("all,mfvi"), ValueError,
+        "'all' cannot be combined"),
     "ensembles-zero_members": Case(
         lambda t: ensembles.member_keys(jax.random.key(0), 0), ValueError,
         "num_members must be a positive int, got 0"),
@@ -405,8 +420,8 @@ LIBRARY_CASES = {
     "control_variates-decay_above_1": Case(
         lambda t: control_variates.moving_average_baseline(decay=1.5),
         ValueError, "decay must be in [0, 1), got 1.5"),
-    "uci_benchmark-unknown_method": Case(
-        lambda t: uci_benchmark.check_method_names(["svgp"]), ValueError,
+    "registry-unknown_method": Case(
+        lambda t: registry.check_names(["svgp"]), ValueError,
         "unknown method(s) ['svgp']"),
     # kernels / nngp / gp
     "kernels-mismatched_dims": Case(
