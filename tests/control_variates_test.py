@@ -385,8 +385,8 @@ def test_delta_method_uses_full_covariance():
   draws = _mvn_delta(_MVN, jax.random.split(jax.random.key(3), 8))
   p = {k: np.asarray(v, np.float64) for k, v in _MVN.items()}
 
-  def expect(loc, tril):
-    tril = np.tril(tril)
+  def expect(loc, scale_tril):
+    tril = np.tril(scale_tril)
     return (_A @ loc - 1.0) ** 2 + _A @ tril @ tril.T @ _A
 
   h = 1e-6
