@@ -49,19 +49,21 @@ def _env(xla_flags: str) -> dict:
   return env
 
 
-def _command(workdir, *extra):
+def _command(workdir, *extra, overrides=None):
   return [sys.executable, "-m", "experiments.train_resumable", "--workdir",
-          workdir, "--config", CONFIG, *OVERRIDES, "--verbosity=-1", *extra]
+          workdir, "--config", CONFIG, *(overrides or OVERRIDES),
+          "--verbosity=-1", *extra]
 
 
-def _launch_pair(workdir, logdir, tag, *extra):
+def _launch_pair(workdir, logdir, tag, *extra, overrides=None):
   port = _free_port()
   procs = []
   for i in range(2):
     log = open(os.path.join(logdir, f"{tag}_{i}.log"), "w")
     procs.append(subprocess.Popen(
         _command(workdir, "--coordinator_address", f"127.0.0.1:{port}",
-                 "--num_processes", "2", "--process_id", str(i), *extra),
+                 "--num_processes", "2", "--process_id", str(i), *extra,
+                 overrides=overrides),
         cwd=ROOT, env=_env(O0), stdout=log, stderr=subprocess.STDOUT))
     log.close()
   return procs
@@ -126,4 +128,53 @@ def test_two_processes_equal_one_and_survive_kill9(tmp_path):
       == ["checkpoints", "final_params.npz", "loss.png", "results.json",
           "results.md"]
   print(f"multihost test wall time {time.time() - t0:.1f}s, load "
+        f"{open('/proc/loadavg').read().split()[:3]}")
+
+
+@pytest.mark.slow
+def test_replicated_pair_stops_together_on_one_sigterm(tmp_path):
+  from experiments.configs import train_resumable as config_lib
+  import experiments_train_resumable_test as exp_test
+  t0 = time.time()
+  logdir = str(tmp_path)
+  overrides = ["--config.parallel=none", "--config.num_epochs=3",
+               "--config.checkpoint_every_epochs=1"]
+  workdir = str(tmp_path / "multi")
+  procs = _launch_pair(workdir, logdir, "term", "--sleep_per_chunk", "3.0",
+                       overrides=overrides)
+  # Meanwhile, the oracle in this process: one process, one device.
+  config = config_lib.get_config("quick")
+  config.num_epochs, config.checkpoint_every_epochs = 3, 1
+  ref_dir = str(tmp_path / "single")
+  exp_test.train_resumable.run(config, ref_dir)
+  marker = os.path.join(workdir, "checkpoints", "ckpt_000001")
+  deadline = time.time() + 240
+  while not os.path.isdir(marker):
+    for i, p in enumerate(procs):
+      assert p.poll() is None, _log(logdir, "term", i)
+    assert time.time() < deadline, "no checkpoint within 240 s"
+    time.sleep(0.1)
+  assert all(p.poll() is None for p in procs), "finished before the signal"
+  procs[1].send_signal(signal.SIGTERM)  # process 1 only
+  for i, p in enumerate(procs):
+    assert p.wait(timeout=120) == 75, _log(logdir, "term", i)
+    assert "Preempted by SIGTERM: stopped after epoch" in _log(logdir, "term",
+                                                                i)
+  done = max(int(n[5:]) for n in os.listdir(os.path.join(
+      workdir, "checkpoints")) if n.startswith("ckpt_"))
+  assert 1 <= done < 3
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  procs = _launch_pair(workdir, logdir, "resume", overrides=overrides)
+  for i, p in enumerate(procs):
+    assert p.wait(timeout=300) == 0, _log(logdir, "resume", i)
+  res = json.load(open(os.path.join(workdir, "results.json")))
+  assert res["num_processes"] == 2 and res["resumed_from"] == done
+  steps = config.num_epochs * -(-res["num_train"] // config.batch_size)
+  atol = steps * config.learning_rate * 64 * np.finfo(np.float32).eps
+  got, want = _params(workdir), _params(ref_dir)
+  assert sorted(got) == sorted(want)
+  for name in want:
+    np.testing.assert_allclose(got[name], want[name], rtol=0, atol=atol,
+                               err_msg=name)
+  print(f"multihost SIGTERM test wall time {time.time() - t0:.1f}s, load "
         f"{open('/proc/loadavg').read().split()[:3]}")
