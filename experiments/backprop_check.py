@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import launch
+from experiments import validate
 from jaxbdl import backprop
 from jaxbdl import results as results_lib
 
@@ -228,6 +229,7 @@ def _plot(config, point_rows, path) -> None:
 
 def run(config, workdir: str) -> dict:
   """Runs both checks; writes results.json, results.md and lecture_function.png."""
+  validate.check_config("backprop_check", config)
   _validate(config)
   backward_rows = run_backward_check(config)
   point_rows = run_lecture_check(config)
