@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import launch
+from experiments import validate
 from jaxbdl import backprop
 from jaxbdl import results as results_lib
 
@@ -153,7 +154,10 @@ def run_backward_check(config):
   for activation in config.activations:
     grads32 = jax.jit(jax.vmap(lambda p, x, y: _grads32(p, x, y, activation)))
     for shape, (params, x, y) in zip(config.shapes, problems):
-      hand, auto = jax.device_get(grads32(params, x, y))
+      # True float32 products: on GPUs the default float32 matmul may use
+      # TF32 (10-bit mantissa), which no float32 bound covers.
+      with jax.default_matmul_precision("highest"):
+        hand, auto = jax.device_get(grads32(params, x, y))
       with jax.enable_x64(True):
         to64 = lambda t: jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), t)
         ref64 = jax.jit(jax.vmap(
@@ -228,6 +232,7 @@ def _plot(config, point_rows, path) -> None:
 
 def run(config, workdir: str) -> dict:
   """Runs both checks; writes results.json, results.md and lecture_function.png."""
+  validate.check_config("backprop_check", config)
   _validate(config)
   backward_rows = run_backward_check(config)
   point_rows = run_lecture_check(config)
@@ -251,7 +256,7 @@ def run(config, workdir: str) -> dict:
            "Errors relative to max |g| (large when the batch sum cancels) "
            "and to the condition scale sum_n |g_n| in eps32 units; bound = "
            "(N + D + H + K + 16) eps32 (worst case, relative to the "
-           "condition).\n\n"
+           "condition). Matmul precision 'highest' (no TF32 on GPUs).\n\n"
            + results_lib.markdown_table(
                backward_rows, ["activation", "shape (N,D,H,K)", "seeds",
                                "max_abs_error", "rel_error / eps32",

@@ -178,7 +178,7 @@ EXPERIMENT_CASES = {
         "unknown cnn.pool 'mean'"),
     "curve_fitting-too_few_points": Case(
         _experiment("curve_fitting", {"num_train": 1}), ValueError,
-        "num_train >= 2"),
+        "config.num_train must be an int >= 2, got 1"),
     "estimator_variance-unknown_cost": Case(
         _experiment("estimator_variance", {"costs": ("quartic",)}),
         ValueError, "unknown cost(s) ['quartic']"),

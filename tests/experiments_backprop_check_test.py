@@ -16,6 +16,7 @@ def test_quick_run_writes_outputs_and_checks_pass(tmp_path):
   with open(tmp_path / "results.json") as f:
     saved = json.load(f)
   assert len(saved["backward"]) == 2  # one row per activation, one shape
+  assert saved["provenance"]["versions"]["jaxlib"]
   # Both float32 gradients agree with the float64 oracle within the
   # worst-case rounding bound relative to the condition sum_n |g_n|.
   shape = config_lib.get_config("quick").shapes[0]

@@ -1,4 +1,5 @@
 """Smoke test of experiments.curve_fitting on its quick config."""
+import json
 import os
 
 from experiments import curve_fitting
@@ -20,3 +21,8 @@ def test_quick_run_shows_overfitting_and_regularisation(tmp_path):
   assert poly[9]["ml test"] > 2 * poly[9]["gaussian test"]
   assert poly[9]["ml test"] > 2 * poly[9]["laplace test"]
   assert all(r["loss fell"] for r in res["mlp"])
+  # results.json says where its numbers came from.
+  with open(tmp_path / "results.json") as f:
+    prov = json.load(f)["provenance"]
+  assert len(prov["git_commit"]) == 40 and prov["versions"]["jax"]
+  assert "curve_fitting" in prov["command"] or "pytest" in prov["command"]
