@@ -275,7 +275,7 @@ def test_relaxed_sampler_matches_density():
   params = {"logits": jnp.array([logit])}
   y = np.asarray(rx.relaxed_sample(dists.Bernoulli, params,
                                    jax.random.key(3), lam, (N,)))[:, 0]
-  x = np.linspace(-40.0, 40.0, 40001)
+  x = np.linspace(-30.0, 30.0, 30001)  # float64 keeps y < 1 here
   yy = 1.0 / (1.0 + np.exp(-x))
   dens = np.exp(maddison_binary_log_density(yy, logit, lam)) * yy * (1 - yy)
   cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dens[1:] + dens[:-1])
