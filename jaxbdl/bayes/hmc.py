@@ -181,6 +181,13 @@ def convergence(positions: jax.Array) -> dict:
   if positions.ndim < 2:
     raise ValueError(f"positions must be [C, S, ...], got {positions.shape}")
   check_num_draws(positions.shape[0], positions.shape[1])
+  # BlackJAX broadcasts implicitly; allow it locally (tests set "raise").
+  with jax.numpy_rank_promotion("allow"):
+    return _diagnostics(positions)
+
+
+@jax.jit
+def _diagnostics(positions):
   return {"rhat": blackjax.diagnostics.rhat(positions),
           "ess": blackjax.diagnostics.effective_sample_size(positions)}
 
