@@ -44,6 +44,9 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from jaxbdl.bayes import hmc
+from jaxbdl.bayes import posterior as post_lib
+
 __all__ = [
     "GaussianFamily",
     "fullrank",
@@ -222,30 +225,27 @@ def negative_elbo(family: GaussianFamily, q_params: PyTree, key: jax.Array,
   return -jnp.mean(jax.vmap(log_lik_fn)(w)) + kl_fn(q_params, w)
 
 
-def _make(name: str, family_fn: Callable[[dict], GaussianFamily], model,
-          config):
-  from jaxbdl.bayes import posterior as posterior_lib
-  from jaxbdl import train
-  import optax
+def _make(name: str, family: GaussianFamily, model: post_lib.Model, config
+          ) -> post_lib.Posterior:
   cfg = {k: config.get(k, v) for k, v in DEFAULTS.items()}
-  family = family_fn(cfg)
   num_s = int(cfg["num_train_samples"])
   n_pred = int(config.get("num_predict_samples", 100))
-  chunk = int(config.get("predict_batch_size", 512))
+  chunk = config.get("predict_batch_size", None)
 
-  def setup(key, x, hp):
-    params = model.module.init(key, x[:1])["params"]
-    flat, unravel = ravel_pytree(params)
-    return params, flat, unravel
+  def unravel_for(xshape):
+    params = model.module.init(jax.random.key(0),
+                               jnp.zeros((1,) + xshape, jnp.float32))["params"]
+    return ravel_pytree(params)
 
   def fit(key, data, hp, valid=None):
     del valid
-    init_key, q_key, fit_key = jax.random.split(key, 3)
-    params, flat, unravel = setup(init_key, data["x"], hp)
-    lik = model.likelihood(hp)
-    prior = model.prior(hp)
+    n, xshape = post_lib.check_data(data)
+    q_key, fit_key = jax.random.split(key)
+    params = model.module.init(jax.random.fold_in(key, 1), jnp.zeros(
+        (1,) + xshape, jnp.float32))["params"]
+    flat, unravel = ravel_pytree(params)
+    lik, prior = model.likelihood(hp), model.prior(hp)
     theta = prior.init(params)
-    n = data["y"].shape[0]
     temperature = hp.get("temperature", 1.0)
     if prior.precision is not None:
       precision = ravel_pytree(prior.precision(theta, params))[0]
@@ -269,25 +269,19 @@ def _make(name: str, family_fn: Callable[[dict], GaussianFamily], model,
       loss = negative_elbo(family, tp["q"], k, num_s, log_lik, kl_fn)
       return loss / n, (model_state, {"neg_elbo": loss})
 
-    opt = optax.adam(hp.get("learning_rate", 1e-3))
-    fit_fn = train.make_fit(loss_fn, opt, num_epochs=int(config.num_epochs),
-                            batch_size=int(config.batch_size))
-    state, history = fit_fn(train.init_train_state(trainable, opt), data,
-                            fit_key)
-    return {"q": state.params["q"],
-            "likelihood": state.params["likelihood"]}, history
+    return post_lib.gradient_fit(loss_fn, trainable, config, hp, data,
+                                 fit_key)
 
   def predict(state, x, key, hp):
-    _, _, unravel = setup(jax.random.key(0), x, hp)
+    _, unravel = unravel_for(tuple(x.shape[1:]))
     w = family.sample(state["q"], key, n_pred)
     samples = {"params": jax.vmap(unravel)(w),
                "likelihood": jax.tree.map(
-                   lambda a: jnp.broadcast_to(a, (n_pred,) + a.shape),
+                   lambda a: jnp.broadcast_to(a, (n_pred,) + jnp.shape(a)),
                    state["likelihood"])}
-    from jaxbdl.bayes import hmc
     return hmc.predict_from_samples(model, samples, x, hp, chunk)
 
-  return posterior_lib.Posterior(name, fit, predict, 0.0)
+  return post_lib.Posterior(name, fit, predict, 0.0)
 
 
 def make_fullrank(model, config):
@@ -296,11 +290,11 @@ def make_fullrank(model, config):
   Config: ``num_epochs``, ``batch_size``, ``num_train_samples``,
   ``init_scale``, ``num_predict_samples``, ``predict_batch_size``.
   """
-  return _make("fullrank_vi", lambda cfg: fullrank(), model, config)
+  return _make("fullrank_vi", fullrank(), model, config)
 
 
 def make_lowrank(model, config):
   """Low-rank-plus-diagonal Gaussian VI (method ``"lowrank_vi"``); config as
   :func:`make_fullrank` plus ``rank``."""
-  return _make("lowrank_vi", lambda cfg: lowrank(int(cfg["rank"])), model,
-               config)
+  return _make("lowrank_vi", lowrank(int(config.get("rank", DEFAULTS["rank"]))),
+               model, config)

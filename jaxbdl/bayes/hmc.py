@@ -45,6 +45,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jaxbdl.bayes import posterior as post_lib
+
 __all__ = [
     "Chains",
     "run_nuts",
@@ -232,7 +234,8 @@ def init_positions(key: jax.Array, model, hp: dict, x: jax.Array,
   lik = model.likelihood(hp)
 
   def one(k):
-    params = model.module.init(k, x[:1])["params"]
+    params = model.module.init(k, jnp.zeros((1,) + x.shape[1:], x.dtype))[
+        "params"]
     return {"params": params, "likelihood": lik.init()}
 
   return jax.vmap(one)(jax.random.split(key, num))
@@ -263,25 +266,8 @@ def check_initial_log_density(logdensity_fn: Callable[[PyTree], jax.Array],
                    f"leaf is finite; check the data and the prior scale)")
 
 
-def _chunked(fn: Callable[[jax.Array], PyTree], x: jax.Array,
-             chunk: int) -> PyTree:
-  """``fn`` over inputs ``x [M, ...]`` in chunks; outputs have axis 1 = M."""
-  m = x.shape[0]
-  chunk = max(1, min(int(chunk), m))
-  n = -(-m // chunk)
-  pad = n * chunk - m
-  xp = jnp.concatenate([x, jnp.repeat(x[:1], pad, axis=0)]) if pad else x
-  out = jax.lax.map(fn, xp.reshape((n, chunk) + x.shape[1:]))
-  # out leaves: [n, S, chunk, ...] -> [S, n * chunk, ...] -> [S, M, ...]
-  def merge(a):
-    a = jnp.moveaxis(a, 0, 1)
-    a = a.reshape((a.shape[0], n * chunk) + a.shape[3:])
-    return a[:, :m]
-  return jax.tree.map(merge, out)
-
-
 def predict_from_samples(model, samples: PyTree, x: jax.Array, hp: dict,
-                         chunk: int = 512) -> dict:
+                         chunk: int | None = 512) -> dict:
   """The likelihood's predictive at every draw, chunked over inputs.
 
   Args:
@@ -302,10 +288,10 @@ def predict_from_samples(model, samples: PyTree, x: jax.Array, hp: dict,
       return lik.predictive(s["likelihood"], out)
     return jax.vmap(one)(samples)
 
-  return _chunked(on_chunk, x, chunk)
+  return post_lib.chunked(on_chunk, x, chunk)
 
 
-def make(model, config) -> Any:
+def make(model: post_lib.Model, config) -> post_lib.Posterior:
   """NUTS as a core ``Posterior`` (method ``"hmc"``).
 
   Config fields (defaults in :data:`DEFAULTS`): ``num_chains``,
@@ -316,10 +302,9 @@ def make(model, config) -> Any:
   "acceptance_rate": [C], "step_size": [C]}``. Call
   :func:`check_divergences` on the history outside jit.
   """
-  from jaxbdl.bayes import posterior as posterior_lib
   cfg = {k: config.get(k, v) for k, v in DEFAULTS.items()}
   check_num_draws(int(cfg["num_chains"]), int(cfg["num_samples"]))
-  chunk = int(config.get("predict_batch_size", 512))
+  chunk = config.get("predict_batch_size", None)
 
   def fit(key, data, hp, valid=None):
     del valid
@@ -350,4 +335,4 @@ def make(model, config) -> Any:
     del key
     return predict_from_samples(model, state["samples"], x, hp, chunk)
 
-  return posterior_lib.Posterior("hmc", fit, predict, 0.0)
+  return post_lib.Posterior("hmc", fit, predict, 0.0)
