@@ -15,9 +15,13 @@ from __future__ import annotations
 import ml_collections
 
 from jaxbdl.bayes import ensembles
+from jaxbdl.bayes import gaussian_vi
+from jaxbdl.bayes import hmc
 from jaxbdl.bayes import map_estimate
 from jaxbdl.bayes import mc_dropout
 from jaxbdl.bayes import mfvi
+from jaxbdl.bayes import sgmcmc
+from jaxbdl.bayes import swag
 
 __all__ = ["METHODS", "TUNABLE", "HPARAMS", "default_config",
            "method_config", "default_hparams", "check_names", "build"]
@@ -29,6 +33,13 @@ METHODS = {
     "mfvi_flipout": mfvi.make_flipout,
     "mc_dropout": mc_dropout.make,
     "ensemble": ensembles.make,
+    "hmc": hmc.make,
+    "sgld": sgmcmc.make_sgld,
+    "sghmc": sgmcmc.make_sghmc,
+    "csgld": sgmcmc.make_csgld,
+    "fullrank_vi": gaussian_vi.make_fullrank,
+    "lowrank_vi": gaussian_vi.make_lowrank,
+    "swag": swag.make,
 }
 
 _COMMON = ("learning_rate", "prior_scale", "noise_scale", "temperature")
@@ -39,6 +50,13 @@ TUNABLE = {
     "mfvi_flipout": _COMMON,
     "mc_dropout": _COMMON + ("dropout_rate",),
     "ensemble": _COMMON,
+    "hmc": _COMMON,
+    "sgld": _COMMON,
+    "sghmc": _COMMON,
+    "csgld": _COMMON,
+    "fullrank_vi": _COMMON,
+    "lowrank_vi": _COMMON,
+    "swag": _COMMON,
 }
 
 # Every hyper-parameter a method may read from ``hp`` and its default.
@@ -65,6 +83,13 @@ def default_config() -> ml_collections.ConfigDict:
                                                   num_train_samples=1))
   c.mc_dropout = ml_collections.ConfigDict(dict(dropout_inputs=False))
   c.ensemble = ml_collections.ConfigDict(dict(num_members=5))
+  c.hmc = ml_collections.ConfigDict(dict(hmc.DEFAULTS))
+  c.sgld = ml_collections.ConfigDict(dict(sgmcmc.DEFAULTS, learning_rate=0.01))
+  c.sghmc = ml_collections.ConfigDict(dict(sgmcmc.DEFAULTS, learning_rate=0.01))
+  c.csgld = ml_collections.ConfigDict(dict(sgmcmc.DEFAULTS, learning_rate=0.05))
+  c.fullrank_vi = ml_collections.ConfigDict(dict(gaussian_vi.DEFAULTS))
+  c.lowrank_vi = ml_collections.ConfigDict(dict(gaussian_vi.DEFAULTS))
+  c.swag = ml_collections.ConfigDict(dict(swag.DEFAULTS))
   return c
 
 
