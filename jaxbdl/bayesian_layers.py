@@ -26,14 +26,12 @@ stream ``"sample"``):
 
 :class:`BayesianMLP` stacks them (``layer="lrt" | "flipout" | "reparam"``),
 with submodules named ``Dense_i`` like ``networks.MLP``: the layer parameters
-convert with :func:`to_var_params` to ``jaxbdl.vi``'s ``{"loc",
-"raw_scale"}`` format over an ``MLP``-shaped tree, so the KL and the priors of
-``jaxbdl.vi`` apply unchanged (:func:`kl_divergence`), and the same posterior
-can be evaluated with ``vi.predict`` on a ``networks.MLP``.
-
-:func:`make_elbo_loss_fn` gives the ``jaxbdl.train`` loss. The KL must be
-closed form here (the weights are never sampled explicitly under LRT), so the
-prior needs ``prior.kl`` (Gaussian, learned Gaussian, Laplace).
+convert with :func:`to_var_params` to the mean-field ``{"loc",
+"raw_scale"}`` format of ``jaxbdl.bayes.elbo`` over an ``MLP``-shaped tree, so
+the core's ELBO, KL and priors apply unchanged (``elbo.layerwise``;
+``jaxbdl.bayes.mfvi.make_lrt`` / ``make_flipout``), and the same posterior can
+be evaluated by explicit weight samples on a ``networks.MLP``. The KL must be
+closed form here (the weights are never sampled explicitly under LRT).
 
 References:
   D. P. Kingma, T. Salimans, M. Welling (2015), Variational dropout and the
@@ -44,23 +42,21 @@ References:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from jaxbdl import networks
-from jaxbdl import objectives
-from jaxbdl import vi
+from jaxbdl._checks import softplus_inverse
 
 PyTree = Any
 Array = jax.Array
 
 __all__ = [
     "DenseReparam", "DenseLRT", "DenseFlipout", "BayesianMLP", "LAYERS",
-    "to_var_params", "kl_divergence", "init_elbo_params", "make_elbo_loss_fn",
-    "predict", "predict_moments",
+    "to_var_params",
 ]
 
 _PARAM_NAMES = ("kernel_loc", "kernel_raw_scale", "bias_loc", "bias_raw_scale")
@@ -88,7 +84,7 @@ class _BayesDense(nn.Module):
     if not self.init_scale > 0:
       raise ValueError(f"init_scale must be > 0, got {self.init_scale!r}")
     d, k = x.shape[-1], int(self.features)
-    rho = vi.softplus_inverse(self.init_scale)
+    rho = softplus_inverse(self.init_scale)
     const = lambda key, shape: jnp.full(shape, rho, jnp.float32)
     m_w = self.param("kernel_loc", networks.get_initializer(self.kernel_init),
                      (d, k))
@@ -218,112 +214,3 @@ def to_var_params(params: PyTree) -> dict:
     raise ValueError("no Bayesian layer parameters found (expected dicts with "
                      f"keys {list(_PARAM_NAMES)})")
   return out
-
-
-def kl_divergence(params: PyTree, prior: vi.Prior,
-                  theta: Optional[PyTree] = None) -> Array:
-  """Closed-form ``KL(q || p)`` summed over all Bayesian layers in ``params``.
-
-  Args:
-    params: a ``BayesianMLP``'s (or any tree of Bayesian layers') params.
-    prior: a ``jaxbdl.vi.Prior`` with a closed-form ``kl``.
-    theta: the prior's parameters (``prior.init(...)`` on the ``loc`` tree of
-      :func:`to_var_params`); ``None`` means ``prior.init`` now.
-  """
-  if prior.kl is None:
-    raise ValueError(f"prior {prior.name} has no closed-form KL, which the "
-                     "Bayesian layers need (LRT never samples the weights)")
-  var = to_var_params(params)
-  if theta is None:
-    theta = prior.init(var["loc"])
-  return prior.kl(theta, vi.to_normal(var))
-
-
-def init_elbo_params(model: nn.Module, key: Array, x: Array, prior: vi.Prior,
-                     noise: Optional[vi.NoiseModel] = None) -> dict:
-  """``{"posterior": layer params, "prior": theta, "likelihood": lik}``.
-
-  Args:
-    model: e.g. ``BayesianMLP((50, 1))``.
-    key: init key (also the sampling rng of the init pass).
-    x: example inputs ``[B, D]`` (only the shape matters).
-  """
-  k1, k2 = jax.random.split(key)
-  params = model.init({"params": k1, "sample": k2}, x)["params"]
-  if prior.kl is None:
-    raise ValueError(f"prior {prior.name} has no closed-form KL; Bayesian "
-                     "layers need one")
-  return {"posterior": params,
-          "prior": prior.init(to_var_params(params)["loc"]),
-          "likelihood": {} if noise is None else noise.init()}
-
-
-def make_elbo_loss_fn(model: nn.Module,
-                      log_likelihood: Callable[[PyTree, Array, Array], Array],
-                      prior: vi.Prior, num_data: int, num_samples: int = 1):
-  """Negative ELBO per datum, ``-(E_q log p(D|W) - KL) / N``, as a train loss.
-
-  The expected log-likelihood is estimated on the minibatch, scaled ``N / B``,
-  averaged over ``num_samples`` forward passes (each drawing fresh layer
-  noise); the KL is closed form (:func:`kl_divergence`).
-
-  Args:
-    model: a Linen module of Bayesian layers using the ``"sample"`` stream.
-    log_likelihood: ``(lik_params, y, outputs) -> [B]`` (a
-      ``vi.NoiseModel.log_likelihood``).
-    prior: ``vi.Prior`` with closed-form KL.
-    num_data: ``N``.
-    num_samples: forward passes per step.
-
-  Returns:
-    ``loss_fn(params, model_state, batch, key)`` for ``jaxbdl.train``;
-    params from :func:`init_elbo_params`; metrics ``elbo``, ``kl``, ``nll``.
-  """
-  if prior.kl is None:
-    raise ValueError(f"prior {prior.name} has no closed-form KL; Bayesian "
-                     "layers need one")
-  if not (isinstance(num_samples, int) and num_samples >= 1):
-    raise ValueError(f"num_samples must be a positive int, got {num_samples!r}")
-  if not num_data > 0:
-    raise ValueError(f"num_data must be > 0, got {num_data!r}")
-
-  def loss_fn(params, model_state, batch, key):
-    x, y = objectives.unpack_batch(batch)
-    b = jnp.shape(x)[0]
-    post, lik = params["posterior"], params["likelihood"]
-
-    def one(k):
-      out = model.apply({"params": post}, x, rngs={"sample": k})
-      ll = log_likelihood(lik, y, out)
-      if ll.shape != (b,):
-        raise ValueError(f"log_likelihood must return [B] = [{b}], got "
-                         f"{ll.shape}")
-      return (num_data / b) * jnp.sum(ll)
-
-    data = jnp.mean(jax.vmap(one)(jax.random.split(key, num_samples)))
-    kl = prior.kl(params["prior"], vi.to_normal(to_var_params(post)))
-    elbo = data - kl
-    metrics = {"elbo": elbo, "kl": kl, "nll": -data / num_data}
-    return -elbo / num_data, (model_state, metrics)
-
-  return loss_fn
-
-
-def predict(model: nn.Module, params: PyTree, x: Array, key: Array,
-            num_samples: int) -> Array:
-  """Outputs of ``num_samples`` stochastic passes ``[S, N, ...]`` (vmapped).
-
-  Pass ``s`` uses rng ``fold_in(key, s)``. (With LRT the samples are
-  independent per example, which is all a per-point predictive needs.)
-  """
-  keys = jax.vmap(lambda s: jax.random.fold_in(key, s))(jnp.arange(num_samples))
-  return jax.vmap(lambda k: model.apply({"params": params}, x,
-                                        rngs={"sample": k}))(keys)
-
-
-def predict_moments(model: nn.Module, elbo_params: dict, noise: vi.NoiseModel,
-                    x: Array, key: Array,
-                    num_samples: int) -> tuple[Array, Array]:
-  """Per-pass Gaussian predictive moments ``(means [S, N], variances [S, N])``."""
-  out = predict(model, elbo_params["posterior"], x, key, num_samples)
-  return noise.moments(elbo_params["likelihood"], out)

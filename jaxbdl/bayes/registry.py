@@ -1,0 +1,124 @@
+"""The registry of posterior approximations: ONE place that lists methods.
+
+``METHODS[name]`` is a factory ``make(model, config) -> Posterior``
+(``jaxbdl.bayes.posterior``); ``TUNABLE[name]`` names the hyper-parameters a
+grid or Bayesian optimisation may vary for it (traced values in ``hp``).
+``experiments.fit``, the UCI protocol and every study list methods from
+here, so a new method is one module plus one line in each dict.
+
+:func:`default_config` holds every method's static settings
+(``config.<name>``) and the shared ones; :func:`method_config` merges them
+for one method; :func:`default_hparams` gives the default ``hp``.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from jaxbdl.bayes import ensembles
+from jaxbdl.bayes import map_estimate
+from jaxbdl.bayes import mc_dropout
+from jaxbdl.bayes import mfvi
+
+__all__ = ["METHODS", "TUNABLE", "HPARAMS", "default_config",
+           "method_config", "default_hparams", "check_names", "build"]
+
+METHODS = {
+    "map": map_estimate.make,
+    "mfvi": mfvi.make,
+    "mfvi_lrt": mfvi.make_lrt,
+    "mfvi_flipout": mfvi.make_flipout,
+    "mc_dropout": mc_dropout.make,
+    "ensemble": ensembles.make,
+}
+
+_COMMON = ("learning_rate", "prior_scale", "noise_scale", "temperature")
+TUNABLE = {
+    "map": _COMMON,
+    "mfvi": _COMMON + ("init_scale",),
+    "mfvi_lrt": _COMMON,
+    "mfvi_flipout": _COMMON,
+    "mc_dropout": _COMMON + ("dropout_rate",),
+    "ensemble": _COMMON,
+}
+
+# Every hyper-parameter a method may read from ``hp`` and its default.
+HPARAMS = {"learning_rate": 1e-3, "prior_scale": 1.0, "noise_scale": 0.5,
+           "temperature": 1.0, "dropout_rate": 0.05, "init_scale": 1e-3}
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Shared static settings and one sub-config per method."""
+  c = ml_collections.ConfigDict()
+  c.num_epochs = 100
+  c.batch_size = 32
+  c.num_predict_samples = 100
+  c.predict_batch_size = 1024
+  c.patience = 0
+  c.valid_fraction = 0.0
+  c.map = ml_collections.ConfigDict(dict(valid_fraction=0.1, patience=20))
+  c.mfvi = ml_collections.ConfigDict(dict(init_scale=1e-3,
+                                          num_train_samples=1, kl="auto",
+                                          flat=False))
+  c.mfvi_lrt = ml_collections.ConfigDict(dict(init_scale=1e-3,
+                                              num_train_samples=1))
+  c.mfvi_flipout = ml_collections.ConfigDict(dict(init_scale=1e-3,
+                                                  num_train_samples=1))
+  c.mc_dropout = ml_collections.ConfigDict(dict(dropout_inputs=False))
+  c.ensemble = ml_collections.ConfigDict(dict(num_members=5))
+  return c
+
+
+def check_names(names) -> list[str]:
+  """Validates method names (a list or ``"a,b"``); ``"all"`` = every method.
+
+  Raises ``ValueError`` naming unknown or repeated names.
+  """
+  if isinstance(names, str):
+    names = [n.strip() for n in names.split(",")]
+  names = list(names)
+  if "all" in names:
+    if names != ["all"]:
+      raise ValueError(f"'all' cannot be combined with other methods: {names}")
+    return list(METHODS)
+  unknown = [n for n in names if n not in METHODS]
+  if unknown or not names:
+    raise ValueError(f"unknown method(s) {unknown or names}; valid: "
+                     f"{sorted(METHODS)} or 'all'")
+  dup = sorted({n for n in names if names.count(n) > 1})
+  if dup:
+    raise ValueError(f"method(s) {dup} listed more than once")
+  return names
+
+
+def method_config(name: str, config: ml_collections.ConfigDict
+                  ) -> ml_collections.ConfigDict:
+  """The shared fields of ``config`` overridden by ``config[name]``."""
+  check_names([name])
+  merged = ml_collections.ConfigDict()
+  for k, v in config.items():
+    if not isinstance(v, ml_collections.ConfigDict):
+      merged[k] = v
+  if name in config:
+    for k, v in config[name].items():
+      merged[k] = v
+  return merged
+
+
+def default_hparams(name: str, config: ml_collections.ConfigDict,
+                    overrides: dict | None = None) -> dict:
+  """``hp`` for ``name``: :data:`HPARAMS` defaults, then fields of the same
+  name in ``method_config(name, config)``, then ``overrides`` (which may be
+  traced and must be :data:`TUNABLE` for ``name``)."""
+  mc = method_config(name, config)
+  hp = {k: (mc[k] if k in mc else v) for k, v in HPARAMS.items()}
+  for k, v in (overrides or {}).items():
+    if k not in TUNABLE[name]:
+      raise ValueError(f"{k!r} is not a tunable hyper-parameter of {name!r}; "
+                       f"valid: {list(TUNABLE[name])}")
+    hp[k] = v
+  return hp
+
+
+def build(name: str, model, config: ml_collections.ConfigDict):
+  """``METHODS[name](model, method_config(name, config))``."""
+  return METHODS[name](model, method_config(name, config))
