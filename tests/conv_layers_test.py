@@ -182,3 +182,12 @@ def test_bad_input_raises(make, x, match):
   with pytest.raises(ValueError, match=match):
     jax.eval_shape(make().init, {"params": jax.random.key(0),
                                  "sample": jax.random.key(1)}, x)
+
+
+def test_conv_method_needs_cnn_module():
+  from jaxbdl.bayes import posterior as post_lib
+  from jaxbdl.bayes import registry
+  model = post_lib.mlp_model((4,), 3, None, None)
+  config = registry.method_config("mfvi_conv_lrt", registry.default_config())
+  with pytest.raises(ValueError, match="needs a networks.CNN module"):
+    cl.make_lrt(model, config)

@@ -37,6 +37,14 @@ submodules ``convs_i``, ``dense``, ``head`` (so ``to_var_params`` gives a
 ``networks.CNN``-shaped ``loc`` tree and the same posterior can be evaluated
 by sampling weights into a plain ``CNN``).
 
+Registry methods ``mfvi_conv_lrt`` / ``mfvi_conv_flipout``
+(:func:`make_lrt`, :func:`make_flipout`): mean-field VI through the core's
+one ELBO (``jaxbdl.bayes.elbo.layerwise``, closed-form KL) with the
+``BayesianCNN`` built from the model's ``networks.CNN`` (same sizes and
+pooling; its dropout is not used). Config fields as ``mfvi_lrt``:
+``init_scale``, ``num_train_samples``, ``num_epochs``, ``batch_size``,
+``num_predict_samples``, ``predict_batch_size``.
+
 References:
   D. P. Kingma, T. Salimans, M. Welling (2015), Variational dropout and the
     local reparameterization trick, NeurIPS, Sec. 2.3, Eq. 6.
@@ -57,11 +65,14 @@ import jax.numpy as jnp
 
 from jaxbdl import bayesian_layers
 from jaxbdl import networks
+from jaxbdl.bayes import elbo
+from jaxbdl.bayes import mfvi
+from jaxbdl.bayes import posterior as post_lib
 
 Array = jax.Array
 
 __all__ = ["ConvReparam", "ConvLRT", "ConvFlipout", "CONV_LAYERS",
-           "BayesianCNN"]
+           "BayesianCNN", "bayesian_cnn_for", "make_lrt", "make_flipout"]
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -234,3 +245,40 @@ class BayesianCNN(nn.Module):
                               name="dense")(h))
     return dense_cls(int(self.num_classes), init_scale=self.init_scale,
                      name="head")(h)
+
+
+def bayesian_cnn_for(cnn: networks.CNN, layer: str,
+                     init_scale: float) -> BayesianCNN:
+  """The :class:`BayesianCNN` with ``cnn``'s sizes and pooling."""
+  if not isinstance(cnn, networks.CNN):
+    raise ValueError(f"mfvi_conv_{layer} needs a networks.CNN module, got "
+                     f"{type(cnn).__name__}")
+  return BayesianCNN(num_classes=cnn.num_classes,
+                     features=tuple(int(f) for f in cnn.features),
+                     hidden=int(cnn.hidden), layer=layer,
+                     init_scale=float(init_scale), pool=cnn.pool)
+
+
+def _make(layer: str, model: post_lib.Model, config) -> post_lib.Posterior:
+  bcnn = bayesian_cnn_for(model.module, layer, config.init_scale)
+  vmodel = elbo.layerwise(
+      lambda q, x, key: bcnn.apply({"params": q}, x, rngs={"sample": key}),
+      bayesian_layers.to_var_params)
+
+  def init_q(key, xshape):
+    k1, k2 = jax.random.split(key)
+    return bcnn.init({"params": k1, "sample": k2},
+                     jnp.zeros((1,) + tuple(xshape), jnp.float32))["params"]
+
+  return mfvi._variational(f"mfvi_conv_{layer}", model, config,
+                           lambda xshape: vmodel, init_q)
+
+
+def make_lrt(model: post_lib.Model, config) -> post_lib.Posterior:
+  """Mean-field VI of a CNN with LRT conv and dense layers."""
+  return _make("lrt", model, config)
+
+
+def make_flipout(model: post_lib.Model, config) -> post_lib.Posterior:
+  """Mean-field VI of a CNN with Flipout conv and dense layers."""
+  return _make("flipout", model, config)

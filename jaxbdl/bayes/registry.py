@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxbdl.bayes import conv_layers
 from jaxbdl.bayes import ensembles
 from jaxbdl.bayes import map_estimate
 from jaxbdl.bayes import mc_dropout
 from jaxbdl.bayes import mfvi
+from jaxbdl.bayes import temperature_scaling
 
 __all__ = ["METHODS", "TUNABLE", "HPARAMS", "default_config",
            "method_config", "default_hparams", "check_names", "build"]
@@ -29,6 +31,9 @@ METHODS = {
     "mfvi_flipout": mfvi.make_flipout,
     "mc_dropout": mc_dropout.make,
     "ensemble": ensembles.make,
+    "map_ts": temperature_scaling.make_map,
+    "mfvi_conv_lrt": conv_layers.make_lrt,
+    "mfvi_conv_flipout": conv_layers.make_flipout,
 }
 
 _COMMON = ("learning_rate", "prior_scale", "noise_scale", "temperature")
@@ -39,6 +44,9 @@ TUNABLE = {
     "mfvi_flipout": _COMMON,
     "mc_dropout": _COMMON + ("dropout_rate",),
     "ensemble": _COMMON,
+    "map_ts": _COMMON,
+    "mfvi_conv_lrt": _COMMON,
+    "mfvi_conv_flipout": _COMMON,
 }
 
 # Every hyper-parameter a method may read from ``hp`` and its default.
@@ -65,6 +73,11 @@ def default_config() -> ml_collections.ConfigDict:
                                                   num_train_samples=1))
   c.mc_dropout = ml_collections.ConfigDict(dict(dropout_inputs=False))
   c.ensemble = ml_collections.ConfigDict(dict(num_members=5))
+  c.map_ts = ml_collections.ConfigDict(dict(valid_fraction=0.1, patience=20))
+  c.mfvi_conv_lrt = ml_collections.ConfigDict(dict(init_scale=1e-3,
+                                                   num_train_samples=1))
+  c.mfvi_conv_flipout = ml_collections.ConfigDict(dict(init_scale=1e-3,
+                                                       num_train_samples=1))
   return c
 
 
