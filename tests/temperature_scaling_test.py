@@ -77,7 +77,7 @@ def test_wrap_scales_predictions_and_keeps_accuracy():
   assert 1.5 < float(state["temperature"]) < 2.7
 
 
-def test_map_ts_from_registry_fits_and_predicts():
+def test_map_ts_is_map_with_a_temperature():
   rng = np.random.default_rng(4)
   x = rng.normal(size=(120, 2)).astype(np.float32)
   y = (x[:, 0] + 0.3 * rng.normal(size=120) > 0).astype(np.int32)
@@ -85,15 +85,18 @@ def test_map_ts_from_registry_fits_and_predicts():
                              lambda hp: priors.gaussian(hp["prior_scale"]))
   config = registry.default_config()
   config.num_epochs, config.batch_size = 3, 32
-  method = ts.make_map(model, registry.method_config("map", config))
-  assert method.name == "map_ts"
   hp = registry.default_hparams("map", config, {"learning_rate": 1e-2})
-  state, hist = jax.jit(method.fit)(jax.random.key(0), {"x": x[:100],
-                                                        "y": y[:100]}, hp,
-                                    {"x": x[100:], "y": y[100:]})
+  train, valid = {"x": x[:100], "y": y[:100]}, {"x": x[100:], "y": y[100:]}
+  preds = {}
+  for name in ("map", "map_ts"):
+    method = registry.build(name, model, config)
+    assert method.name == name
+    state, hist = jax.jit(method.fit)(jax.random.key(0), train, hp, valid)
+    preds[name] = method.predict(state, x, jax.random.key(1), hp)["probs"][0]
   assert float(hist["valid_nll_after"]) <= float(hist["valid_nll_before"])
-  probs = method.predict(state, x, jax.random.key(1), hp)["probs"]
-  np.testing.assert_allclose(np.sum(probs, -1), 1.0, atol=1e-5)
+  # Same key -> same MAP network; map_ts = softmax(log p_map / T).
+  want = jax.nn.softmax(jnp.log(preds["map"]) / state["temperature"], -1)
+  np.testing.assert_allclose(preds["map_ts"], want, atol=1e-5)
 
 
 def test_bad_input_raises():

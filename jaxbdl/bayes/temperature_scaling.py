@@ -120,6 +120,9 @@ def wrap(posterior: post_lib.Posterior, *, valid_fraction: float = 0.1,
     valid_fraction: the smallest validation fraction to request.
     log_t_min, log_t_max, num_steps: see :func:`fit_temperature`.
 
+  The wrapped ``fit`` receives the same ``key``, so ``wrap(m).fit(key, ...)``
+  contains exactly ``m.fit(key, ...)``.
+
   Returns:
     a ``Posterior`` named ``posterior.name + "_ts"``; its state is
     ``{"inner": wrapped state, "temperature": T}``; its history adds
@@ -133,9 +136,11 @@ def wrap(posterior: post_lib.Posterior, *, valid_fraction: float = 0.1,
     if valid is None:
       raise ValueError(f"{posterior.name}_ts: temperature scaling needs "
                        "validation data (valid=None)")
-    k_fit, k_pred = jax.random.split(key)
-    state, history = posterior.fit(k_fit, data, hp, valid)
-    pred = posterior.predict(state, valid["x"], k_pred, hp)
+    # The wrapped method gets ``key`` unchanged: ``wrap(m)`` and ``m`` fitted
+    # with one key share their fit (e.g. MAP and MAP + T, the same network).
+    state, history = posterior.fit(key, data, hp, valid)
+    pred = posterior.predict(state, valid["x"], jax.random.fold_in(key, 1),
+                             hp)
     if "probs" not in pred:
       raise ValueError(f"{posterior.name}_ts: temperature scaling needs a "
                        "classification predictive {'probs'}, got "
