@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxbdl.bayes import conv_layers
 from jaxbdl.bayes import ensembles
 from jaxbdl.bayes import gaussian_vi
 from jaxbdl.bayes import hmc
@@ -22,6 +23,7 @@ from jaxbdl.bayes import mc_dropout
 from jaxbdl.bayes import mfvi
 from jaxbdl.bayes import sgmcmc
 from jaxbdl.bayes import swag
+from jaxbdl.bayes import temperature_scaling
 
 __all__ = ["METHODS", "TUNABLE", "HPARAMS", "default_config",
            "method_config", "default_hparams", "check_names", "build"]
@@ -40,6 +42,9 @@ METHODS = {
     "fullrank_vi": gaussian_vi.make_fullrank,
     "lowrank_vi": gaussian_vi.make_lowrank,
     "swag": swag.make,
+    "map_ts": temperature_scaling.make_map,
+    "mfvi_conv_lrt": conv_layers.make_lrt,
+    "mfvi_conv_flipout": conv_layers.make_flipout,
 }
 
 _COMMON = ("learning_rate", "prior_scale", "noise_scale", "temperature")
@@ -57,6 +62,9 @@ TUNABLE = {
     "fullrank_vi": _COMMON,
     "lowrank_vi": _COMMON,
     "swag": _COMMON,
+    "map_ts": _COMMON,
+    "mfvi_conv_lrt": _COMMON,
+    "mfvi_conv_flipout": _COMMON,
 }
 
 # Every hyper-parameter a method may read from ``hp`` and its default.
@@ -90,6 +98,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.fullrank_vi = ml_collections.ConfigDict(dict(gaussian_vi.DEFAULTS))
   c.lowrank_vi = ml_collections.ConfigDict(dict(gaussian_vi.DEFAULTS))
   c.swag = ml_collections.ConfigDict(dict(swag.DEFAULTS))
+  c.map_ts = ml_collections.ConfigDict(dict(valid_fraction=0.1, patience=20))
+  c.mfvi_conv_lrt = ml_collections.ConfigDict(dict(init_scale=1e-3,
+                                                   num_train_samples=1))
+  c.mfvi_conv_flipout = ml_collections.ConfigDict(dict(init_scale=1e-3,
+                                                       num_train_samples=1))
   return c
 
 
