@@ -41,7 +41,8 @@ from experiments import launch
 from jaxbdl import bayesian_layers, control_variates, estimators, networks
 from jaxbdl import data as data_lib
 from jaxbdl import train
-from jaxbdl.bayes import elbo, likelihoods, priors
+from jaxbdl.bayes import elbo as elbo_lib
+from jaxbdl.bayes import likelihoods, priors
 from jaxbdl import results as results_lib
 
 ESTIMATORS = ("pathwise", "lrt", "flipout", "score_function",
@@ -111,7 +112,7 @@ def make_gradient_fn(name, config, x, y):
     xb, yb = _minibatch(kb, x, y, config.batch_size)
     f = lambda w: data_term(mlp.apply({"params": w}, xb), yb)
     var = bayesian_layers.to_var_params(post)
-    g = jax.grad(lambda q: elbo.data_term(est, f, q, ks)[0])(var)
+    g = jax.grad(lambda q: elbo_lib.data_term(est, f, q, ks)[0])(var)
     # Back to the Bayesian-layer layout.
     return {layer: {"kernel_loc": g["loc"][layer]["kernel"],
                     "kernel_raw_scale": g["raw_scale"][layer]["kernel"],
@@ -141,14 +142,14 @@ def run(config, workdir: str) -> dict:
   prior = priors.gaussian(config.prior_scale)
   noise = likelihoods.gaussian(config.noise_scale)
   key = jax.random.key(config.seed)
-  vmodel = elbo.layerwise(
+  vmodel = elbo_lib.layerwise(
       lambda q, xb, k: model.apply({"params": q}, xb, rngs={"sample": k}),
       bayesian_layers.to_var_params)
   k1, k2 = jax.random.split(key)
   q0 = model.init({"params": k1, "sample": k2}, x[:2])["params"]
-  params = elbo.init_params(q0, prior, noise, bayesian_layers.to_var_params)
+  params = elbo_lib.init_params(q0, prior, noise, bayesian_layers.to_var_params)
   opt = optax.adam(config.learning_rate)
-  loss_fn = elbo.make_loss_fn(vmodel, noise, prior, n)
+  loss_fn = elbo_lib.make_loss_fn(vmodel, noise, prior, n)
   fitter = train.make_fitter(loss_fn, opt, batch_size=config.batch_size)
   fs = fitter.init(train.init_train_state(params, opt))
   grad_fns = {e: jax.jit(lambda post, k, g=make_gradient_fn(e, config, x, y):

@@ -26,7 +26,8 @@ import optax
 
 from experiments import launch
 from experiments import validate
-from jaxbdl import likelihoods, linear_models, networks, objectives, priors, train
+from jaxbdl import linear_models, networks, objectives, train
+from jaxbdl.bayes import likelihoods, priors
 from jaxbdl import results as results_lib
 
 _PRIORS = ("none", "gaussian", "laplace")
@@ -107,11 +108,13 @@ def mlp_study(config, data):
     apply_fn = lambda p, x, m=model: m.apply({"params": p}, x)[:, 0]
 
     def one_run(prior_weights, key, model=model, apply_fn=apply_fn):
-      log_prior = lambda p: (prior_weights[0] * priors.gaussian(p, s)
-                             + prior_weights[1] * priors.laplace(p, s))
+      log_prior = lambda p: (
+          prior_weights[0] * priors.gaussian(s).log_prob({}, p)
+          + prior_weights[1] * priors.laplace(s).log_prob({}, p))
       loss_fn = objectives.scale_loss(objectives.make_map_loss_fn(
           objectives.stateless(apply_fn),
-          lambda y, out: likelihoods.gaussian(y, out, tau), log_prior, n), 1.0 / n)
+          lambda y, out: likelihoods.normal_log_prob(y, out, tau ** -0.5),
+          log_prior, n), 1.0 / n)
       fit = train.make_fit(loss_fn, opt, num_epochs=config.mlp_epochs,
                            batch_size=n)
       params = model.init(key, train_data["x"])["params"]
