@@ -39,7 +39,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbdl.likelihoods import check_finite
 
 __all__ = [
     "UCIDataset", "UCISplit", "load_uci", "uci_split", "uci_stacked_splits",
@@ -53,6 +52,24 @@ __all__ = [
 # --------------------------------------------------------------------------
 # Validation helpers. ``check_finite(name, array)`` is the one in
 # ``jaxbdl.likelihoods`` (re-exported here for data-side callers).
+
+
+def check_finite(name: str, array) -> np.ndarray:
+  """Raises ValueError if ``array`` has NaN/inf; returns it as a numpy array.
+
+  Call outside jit (it reads the values). The message names ``name``, the count
+  of bad entries and the index of the first.
+  """
+  arr = np.asarray(array)
+  if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+    raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+  if np.issubdtype(arr.dtype, np.inexact):
+    bad = ~np.isfinite(arr)
+    if bad.any():
+      first = tuple(int(i) for i in np.argwhere(bad)[0])
+      raise ValueError(f"{name} has {int(bad.sum())} non-finite value(s) "
+                       f"(NaN/inf) out of {arr.size}; first at index {first}")
+  return arr
 
 
 def check_shape(name: str, array: Any,

@@ -39,24 +39,22 @@ from jaxbdl import control_variates
 from jaxbdl import data as data_lib
 from jaxbdl import distributed
 from jaxbdl import distributions
-from jaxbdl import ensembles
 from jaxbdl import estimators
 from jaxbdl import gp
 from jaxbdl import kernels
-from jaxbdl import likelihoods
-from jaxbdl import mc_dropout
 from jaxbdl import metrics
 from jaxbdl import networks
 from jaxbdl import nngp
 from jaxbdl import objectives
 from jaxbdl import parallel
-from jaxbdl import priors
 from jaxbdl import results as results_lib
 from jaxbdl import resume
 from jaxbdl import train
 from jaxbdl.bayes import elbo as bayes_elbo
 from jaxbdl.bayes import likelihoods as bayes_likelihoods
 from jaxbdl.bayes import priors as bayes_priors
+from jaxbdl.bayes import ensembles
+from jaxbdl.bayes import mc_dropout
 from jaxbdl.bayes import registry
 from absl import flags as absl_flags
 from experiments import launch
@@ -331,29 +329,27 @@ LIBRARY_CASES = {
         lambda t: data_lib.standardise(X, X[:, :2]), ValueError,
         "trailing shape"),
     # likelihoods / priors
-    "likelihoods-tau_0": Case(lambda t: likelihoods.gaussian(Y, Y, 0.0),
-                              ValueError, "tau must be > 0"),
-    "likelihoods-negative_scale": Case(
-        lambda t: likelihoods.gaussian_scale(Y, Y, -1.0), ValueError,
-        "scale must be > 0"),
+    "likelihoods-scale_0": Case(lambda t: bayes_likelihoods.gaussian(0.0),
+                                ValueError,
+                                "noise_scale must be a positive finite"),
     "likelihoods-mismatched_shapes": Case(
-        lambda t: likelihoods.gaussian(Y, Y[:5], 1.0), ValueError,
-        "targets (8,) and predictions (5,)"),
+        lambda t: bayes_likelihoods.gaussian(1.0).log_prob(
+            {}, Y, Y[:5, None]), ValueError,
+        "targets must be [N] and outputs [N, 1], got (8,) and (5, 1)"),
     "likelihoods-nan_check": Case(
-        lambda t: likelihoods.check_finite("y", _with_nan(X)), ValueError,
+        lambda t: data_lib.check_finite("y", _with_nan(X)), ValueError,
         "y has 1 non-finite value(s)"),
     "likelihoods-string_dtype": Case(
-        lambda t: likelihoods.check_finite("y", np.array(["a", "b"])),
+        lambda t: data_lib.check_finite("y", np.array(["a", "b"])),
         ValueError, "y must be numeric"),
-    "priors-scale_0": Case(lambda t: priors.gaussian({"w": X}, 0.0),
-                           ValueError, "prior scale must be > 0"),
     "priors-negative_laplace_scale": Case(
-        lambda t: priors.laplace({"w": X}, -2.0), ValueError,
-        "prior scale must be > 0"),
+        lambda t: bayes_priors.laplace(-2.0), ValueError,
+        "laplace prior scale must be a positive finite number, got -2.0"),
     "objectives-num_data_0": Case(
         lambda t: objectives.make_map_loss_fn(
-            objectives.stateless(lambda p, x: x), likelihoods.bernoulli,
-            priors.flat, num_data=0), ValueError, "num_data must be > 0"),
+            objectives.stateless(lambda p, x: x),
+            bayes_likelihoods.bernoulli_log_prob, lambda p: 0.0,
+            num_data=0), ValueError, "num_data must be > 0"),
     "objectives-bad_batch": Case(
         lambda t: objectives.unpack_batch({"inputs": X}), ValueError,
         "missing key(s) ['x', 'y']"),

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbdl import likelihoods, linear_models, objectives, priors
+from jaxbdl import linear_models, objectives
+from jaxbdl.bayes import likelihoods, priors
 
 X = jnp.linspace(-1.0, 1.0, 12)
 Y = jnp.sin(3.0 * X) + 0.1 * jnp.cos(17.0 * X)
@@ -25,9 +26,9 @@ def test_gaussian_map_zeroes_the_map_objective_gradient(alpha):
   np.testing.assert_array_equal(w[4:], 0.0)
 
   def neg_log_joint(w3):
-    lp = priors.gaussian(w3, 1.0 / np.sqrt(alpha))
+    lp = priors.gaussian(1.0 / np.sqrt(alpha)).log_prob({}, w3)
     return objectives.map_loss(w3, (phi[:, :4], Y), lambda p, x: x @ p,
-                               lambda y, m: likelihoods.gaussian(y, m, beta),
+                               lambda y, m: likelihoods.normal_log_prob(y, m, beta ** -0.5),
                                lambda p: lp, Y.shape[0])
 
   g = jax.grad(neg_log_joint)(w[:4])

@@ -1,5 +1,4 @@
 """Tests for jaxbdl.objectives: training is MAP (the lecture's re-formulation)."""
-import functools
 import math
 
 import chex
@@ -9,7 +8,39 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbdl import likelihoods, networks, objectives, priors, train
+from jaxbdl import networks, objectives, train
+from jaxbdl.bayes import likelihoods, priors
+
+
+def _squeeze(y, out):
+  return out[:, 0] if out.ndim == 2 and y.ndim == 1 else out
+
+
+def _gauss(tau=1.0, scale=None):
+  """Per-example Gaussian log density (summed over outputs), precision tau."""
+  sd = scale if scale is not None else tau ** -0.5
+
+  def log_lik(y, out):
+    lp = likelihoods.normal_log_prob(y, _squeeze(y, out), sd)
+    return lp if lp.ndim == 1 else jnp.sum(lp, -1)
+
+  return log_lik
+
+
+def _bern(y, logits):
+  return likelihoods.bernoulli_log_prob(y, _squeeze(y, logits))
+
+
+def _gprior(scale=1.0):
+  return lambda p: priors.gaussian(scale).log_prob({}, p)
+
+
+def _lprior(scale):
+  return lambda p: priors.laplace(scale).log_prob({}, p)
+
+
+def _flat(p):
+  return jnp.float32(0.0)
 
 # Float32 sums of N = 16 squared residuals / P = 6 weights of order 1-100:
 # a few hundred ulps relative to the magnitude of the largest term.
@@ -40,8 +71,8 @@ def _close(a, b, magnitude):
 @pytest.mark.parametrize("tau,s", [(1.0, 1.0), (4.0, 0.5), (0.25, 3.0)])
 def test_gaussian_likelihood_gaussian_prior_is_sse_plus_weight_decay(tau, s):
   loss = objectives.map_loss(PARAMS, (X, Y), linear,
-                             functools.partial(likelihoods.gaussian, tau=tau),
-                             functools.partial(priors.gaussian, scale=s), N)
+                             _gauss(tau),
+                             _gprior(s), N)
   l2 = priors.l2_penalty(PARAMS)
   explicit = (tau / 2 * _sse(PARAMS) + l2 / s ** 2
               + N / 2 * math.log(2 * math.pi / tau)
@@ -49,8 +80,8 @@ def test_gaussian_likelihood_gaussian_prior_is_sse_plus_weight_decay(tau, s):
   _close(loss, explicit, tau * _sse(PARAMS) + l2 / s ** 2 + 10 * (N + P))
   # Gradients agree: the constants drop out.
   g_map = jax.grad(objectives.map_loss)(
-      PARAMS, {"x": X, "y": Y}, linear, functools.partial(likelihoods.gaussian, tau=tau),
-      functools.partial(priors.gaussian, scale=s), N)
+      PARAMS, {"x": X, "y": Y}, linear, _gauss(tau),
+      _gprior(s), N)
   g_explicit = jax.grad(lambda p: tau / 2 * _sse(p) + priors.l2_penalty(p) / s ** 2)(PARAMS)
   for a, b in zip(jax.tree_util.tree_leaves(g_map), jax.tree_util.tree_leaves(g_explicit)):
     np.testing.assert_allclose(a, b, rtol=64 * EPS32, atol=64 * EPS32 * float(jnp.max(jnp.abs(b))))
@@ -59,15 +90,15 @@ def test_gaussian_likelihood_gaussian_prior_is_sse_plus_weight_decay(tau, s):
 @pytest.mark.parametrize("tau,b", [(1.0, 1.0), (4.0, 0.5)])
 def test_gaussian_likelihood_laplace_prior_is_sse_plus_l1(tau, b):
   loss = objectives.map_loss(PARAMS, (X, Y), linear,
-                             functools.partial(likelihoods.gaussian, tau=tau),
-                             functools.partial(priors.laplace, scale=b), N)
+                             _gauss(tau),
+                             _lprior(b), N)
   l1 = priors.l1_penalty(PARAMS)
   explicit = (tau / 2 * _sse(PARAMS) + l1 / b
               + N / 2 * math.log(2 * math.pi / tau) + P * math.log(2 * b))
   _close(loss, explicit, tau * _sse(PARAMS) + l1 / b + 10 * (N + P))
   g_map = jax.grad(lambda p: objectives.map_loss(
-      p, (X, Y), linear, functools.partial(likelihoods.gaussian, tau=tau),
-      functools.partial(priors.laplace, scale=b), N))(PARAMS)
+      p, (X, Y), linear, _gauss(tau),
+      _lprior(b), N))(PARAMS)
   g_explicit = jax.grad(lambda p: tau / 2 * _sse(p) + priors.l1_penalty(p) / b)(PARAMS)
   for a, e in zip(jax.tree_util.tree_leaves(g_map), jax.tree_util.tree_leaves(g_explicit)):
     np.testing.assert_allclose(a, e, rtol=64 * EPS32, atol=64 * EPS32 * float(jnp.max(jnp.abs(e))))
@@ -75,11 +106,11 @@ def test_gaussian_likelihood_laplace_prior_is_sse_plus_l1(tau, b):
 
 def test_minibatch_estimates_average_to_full_batch():
   """Over a partition into N/B minibatches the (N/B)-scaled losses average exactly."""
-  lik = functools.partial(likelihoods.gaussian, tau=2.0)
-  full = objectives.map_loss(PARAMS, (X, Y), linear, lik, priors.gaussian, N)
+  lik = _gauss(2.0)
+  full = objectives.map_loss(PARAMS, (X, Y), linear, lik, _gprior(), N)
   b = 4
   parts = [objectives.map_loss(PARAMS, (X[i:i + b], Y[i:i + b]), linear, lik,
-                               priors.gaussian, N) for i in range(0, N, b)]
+                               _gprior(), N) for i in range(0, N, b)]
   _close(np.mean(parts), full, 4 * abs(float(full)))
 
 
@@ -87,19 +118,19 @@ def test_categorical_likelihood_is_softmax_cross_entropy():
   logits_fn = lambda p, x: x @ p  # [B, D] @ [D, C]
   w = jnp.asarray(_rng.normal(size=(D, 4)), jnp.float32)
   labels = jnp.asarray(_rng.integers(0, 4, size=N))
-  loss = objectives.map_loss(w, (X, labels), logits_fn, likelihoods.categorical,
-                             priors.flat, N)
+  loss = objectives.map_loss(w, (X, labels), logits_fn, likelihoods.categorical_log_prob,
+                             _flat, N)
   ce = optax.softmax_cross_entropy_with_integer_labels(X @ w, labels)
   _close(loss, jnp.sum(ce), jnp.sum(ce))
 
 
 def test_make_map_loss_fn_stateless_matches_map_loss():
-  lik = functools.partial(likelihoods.gaussian, tau=2.0)
+  lik = _gauss(2.0)
   loss_fn = objectives.make_map_loss_fn(objectives.stateless(linear), lik,
-                                        priors.gaussian, N)
+                                        _gprior(), N)
   batch = {"x": X[:8], "y": Y[:8]}
   loss, (state, metrics) = loss_fn(PARAMS, {}, batch, jax.random.key(0))
-  expected = objectives.map_loss(PARAMS, batch, linear, lik, priors.gaussian, N)
+  expected = objectives.map_loss(PARAMS, batch, linear, lik, _gprior(), N)
   _close(loss, expected, abs(float(expected)))
   assert state == {}
   assert set(metrics) == {"loss", "nll", "neg_log_prior"}
@@ -117,7 +148,7 @@ def test_flax_train_apply_uses_key_and_updates_batch_stats():
   # Eager (not jitted): the manual apply below then reuses the compiled ops.
   loss_fn = objectives.make_map_loss_fn(
       objectives.flax_train_apply(model),
-      functools.partial(likelihoods.gaussian_scale, scale=1.0), priors.gaussian, N)
+      _gauss(scale=1.0), _gprior(), N)
   state0 = {"batch_stats": variables["batch_stats"]}
   l1, (s1, _) = loss_fn(variables["params"], state0, (X, y3), jax.random.key(1))
   l1b, _ = loss_fn(variables["params"], state0, (X, y3), jax.random.key(1))
@@ -126,7 +157,7 @@ def test_flax_train_apply_uses_key_and_updates_batch_stats():
   # Same numbers as calling the module by hand with the key as dropout rng.
   out, _ = model.apply(variables, X, train=True, rngs={"dropout": jax.random.key(1)},
                        mutable=["batch_stats"])
-  manual = -jnp.sum(likelihoods.gaussian_scale(y3, out, 1.0)) - priors.gaussian(
+  manual = -jnp.sum(_gauss(scale=1.0)(y3, out)) - _gprior()(
       variables["params"])
   _close(l1, manual, abs(float(manual)))
   assert not np.allclose(s1["batch_stats"]["BatchNorm_0"]["mean"],
@@ -146,8 +177,8 @@ def test_ridge_solution_is_the_map_estimate_and_fit_finds_it():
   w_star = np.linalg.solve(a, tau * x1.T @ np.float64(Y))
   p_star = {"w": jnp.asarray(w_star[:D, None], jnp.float32),
             "b": jnp.asarray(w_star[D:], jnp.float32)}
-  lik = functools.partial(likelihoods.gaussian, tau=tau)
-  prior = functools.partial(priors.gaussian, scale=s)
+  lik = _gauss(tau)
+  prior = _gprior(s)
   grad = jax.grad(objectives.map_loss)(p_star, (X, Y), linear, lik, prior, N)
   # Gradient terms are of order tau * |X^T r| + |w| / s^2 ~ the Hessian scale;
   # float32 rounding of w* alone moves it by ~ ||A|| * eps * ||w*||.
@@ -169,13 +200,13 @@ def test_ridge_solution_is_the_map_estimate_and_fit_finds_it():
 
 
 @pytest.mark.parametrize("call,word", [
-    (lambda: objectives.map_loss(PARAMS, {"x": X}, linear, likelihoods.bernoulli,
-                                 priors.flat, N), "missing"),
-    (lambda: objectives.map_loss(PARAMS, (X, Y), linear, likelihoods.bernoulli,
-                                 priors.flat, 0), "num_data"),
+    (lambda: objectives.map_loss(PARAMS, {"x": X}, linear, _bern,
+                                 _flat, N), "missing"),
+    (lambda: objectives.map_loss(PARAMS, (X, Y), linear, _bern,
+                                 _flat, 0), "num_data"),
     (lambda: objectives.map_loss(PARAMS, (X, Y), linear, lambda y, o: o,
-                                 priors.flat, N), r"\[B\]"),
-    (lambda: objectives.map_loss(PARAMS, (X, Y), linear, likelihoods.bernoulli,
+                                 _flat, N), r"\[B\]"),
+    (lambda: objectives.map_loss(PARAMS, (X, Y), linear, _bern,
                                  lambda p: jnp.zeros(2), N), "scalar"),
 ], ids=["batch-keys", "num-data", "likelihood-shape", "prior-shape"])
 def test_invalid_inputs_raise(call, word):
@@ -184,9 +215,9 @@ def test_invalid_inputs_raise(call, word):
 
 
 def test_jitted_loss_fn_traces_once():
-  lik = functools.partial(likelihoods.gaussian, tau=2.0)
+  lik = _gauss(2.0)
   loss_fn = objectives.make_map_loss_fn(objectives.stateless(linear), lik,
-                                        priors.gaussian, N)
+                                        _gprior(), N)
   step = jax.jit(chex.assert_max_traces(loss_fn, n=1))
   for i in range(2):  # new data and key, same shapes: no retrace
     batch = {"x": X[8 * i:8 * i + 8], "y": Y[8 * i:8 * i + 8]}

@@ -21,23 +21,42 @@ from __future__ import annotations
 from typing import Any
 
 from jaxbdl import networks
+from jaxbdl._checks import check_positive
 from jaxbdl.bayes import map_estimate
 from jaxbdl.bayes import posterior as post_lib
 
 __all__ = ["make", "weight_decay_from_precision", "precision_from_weight_decay"]
 
 
-def weight_decay_from_precision(tau: Any, length_scale: Any, dropout_rate: Any,
-                                num_data: Any) -> Any:
-  """``lambda = l^2 (1 - p) / (2 N tau)`` (Gal & Ghahramani 2016, Sec. 4.2)."""
-  return length_scale ** 2 * (1.0 - dropout_rate) / (2.0 * num_data * tau)
+def _check_rate(p: Any) -> None:
+  if isinstance(p, (int, float)) and not 0.0 <= p < 1.0:
+    raise ValueError(f"dropout_rate must be in [0, 1), got {p!r}")
+
+
+def weight_decay_from_precision(tau: Any, length_scale: Any,
+                                dropout_rate: Any, num_data: Any) -> Any:
+  """``lambda = (1 - p) l^2 / (2 N tau)`` (Gal & Ghahramani 2016, Sec. 4.2).
+
+  ``lambda`` multiplies ``||W||^2`` in the per-datum loss ``(1/N) sum_n E_n +
+  lambda ||W||^2``; ``tau > 0`` is the model precision, ``l > 0`` the prior
+  length-scale, ``p`` in ``[0, 1)`` the dropout rate, ``N > 0``.
+  """
+  for name, v in (("tau", tau), ("length_scale", length_scale),
+                  ("num_data", num_data)):
+    check_positive(name, v)
+  _check_rate(dropout_rate)
+  return (1.0 - dropout_rate) * length_scale ** 2 / (2.0 * num_data * tau)
 
 
 def precision_from_weight_decay(weight_decay: Any, length_scale: Any,
                                 dropout_rate: Any, num_data: Any) -> Any:
-  """``tau = l^2 (1 - p) / (2 N lambda)`` (the inverse relation)."""
-  return length_scale ** 2 * (1.0 - dropout_rate) / (2.0 * num_data
-                                                      * weight_decay)
+  """``tau = (1 - p) l^2 / (2 N lambda)``: the inverse relation."""
+  for name, v in (("weight_decay", weight_decay),
+                  ("length_scale", length_scale), ("num_data", num_data)):
+    check_positive(name, v)
+  _check_rate(dropout_rate)
+  return (1.0 - dropout_rate) * length_scale ** 2 / (2.0 * num_data
+                                                     * weight_decay)
 
 
 def make(model: post_lib.Model, config) -> post_lib.Posterior:
