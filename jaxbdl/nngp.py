@@ -173,6 +173,31 @@ def _identity_derivative_expectation(k11, k22, k12):
   return jnp.ones_like(k12)
 
 
+def _relu_ntk_layer(k11, k22, k12, theta, sigma_w2, sigma_b2):
+  """Fused ReLU layer: one arccos for both E[phi phi] and E[phi' phi']."""
+  prod = k11 * k22
+  positive = prod > 0
+  norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, prod, 1.0)), 0.0)
+  cos = jnp.clip(jnp.where(positive, k12 / jnp.where(positive, norm, 1.0),
+                           1.0), -1.0, 1.0)
+  sin, angle = _arccos_parts(cos)
+  rest = jnp.pi - angle
+  scale = sigma_w2 / (2.0 * jnp.pi)
+  k_next = sigma_b2 + scale * norm * (sin + rest * cos)
+  return k_next, k_next + scale * rest * theta
+
+
+def _generic_ntk_layer(activation):
+  expectation, _ = _EXPECTATIONS[activation]
+  derivative = _DERIVATIVE_EXPECTATIONS[activation]
+
+  def layer(k11, k22, k12, theta, sigma_w2, sigma_b2):
+    k_next = sigma_b2 + sigma_w2 * expectation(k11, k22, k12)
+    return k_next, k_next + sigma_w2 * derivative(k11, k22, k12) * theta
+
+  return layer
+
+
 _DERIVATIVE_EXPECTATIONS: Mapping[str, Callable[..., Array]] = {
     "relu": _relu_derivative_expectation,
     "erf": _erf_derivative_expectation,
@@ -183,6 +208,13 @@ _EXPECTATIONS: Mapping[str, tuple[Callable[..., Array], Callable[..., Array]]] =
     "relu": (_relu_expectation, _relu_expectation_diag),
     "erf": (_erf_expectation, _erf_expectation_diag),
     "identity": (_identity_expectation, _identity_expectation_diag),
+}
+
+# One NTK layer (K, Theta) -> (K', Theta') per activation (fused for ReLU).
+_NTK_LAYERS: Mapping[str, Callable[..., tuple[Array, Array]]] = {
+    "relu": _relu_ntk_layer,
+    "erf": _generic_ntk_layer("erf"),
+    "identity": _generic_ntk_layer("identity"),
 }
 
 _ACTIVATION_FNS: Mapping[str, Callable[[Array], Array]] = {
@@ -334,8 +366,8 @@ def _ntk_kernel(x1, x2, depth, sigma_w2, sigma_b2, activation,
   ReLU derivative term (pi - theta) / (2 pi) has no sqrt(eps) error from
   arccos near 1.
   """
-  expectation, expectation_diag = _EXPECTATIONS[activation]
-  derivative = _DERIVATIVE_EXPECTATIONS[activation]
+  _, expectation_diag = _EXPECTATIONS[activation]
+  layer = _NTK_LAYERS[activation]
   same = x2 is None
   x2 = x1 if same else x2
   dim = x1.shape[-1]
@@ -347,10 +379,8 @@ def _ntk_kernel(x1, x2, depth, sigma_w2, sigma_b2, activation,
     k22 = sigma_b2 + sigma_w2 * jnp.sum(x2 * x2, axis=-1) / dim   # [M]
   theta = k12
   for _ in range(depth):
-    a, b = k11[:, None], k22[None, :]
-    kdot = derivative(a, b, k12)
-    k12 = sigma_b2 + sigma_w2 * expectation(a, b, k12)
-    theta = k12 + sigma_w2 * kdot * theta
+    k12, theta = layer(k11[:, None], k22[None, :], k12, theta, sigma_w2,
+                       sigma_b2)
     if same:
       k11 = k22 = jnp.diagonal(k12)
     else:
