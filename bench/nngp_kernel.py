@@ -11,10 +11,12 @@ Reports the median (and min) wall time of ``--repeats`` runs after one warm-up
 (``block_until_ready``), the max |difference| of each matrix from the NumPy
 float64 one, and the speed ratio against NumPy float64.
 
-neural-tangents: ``bash bench/setup_neural_tangents.sh`` tries to install it
-next to jax 0.10.2 in ``.venv-nt/``; run this script with that interpreter to
-include it. When ``import neural_tangents`` fails here, the exact error (and
-the setup log's, if present) is recorded in the results.
+neural-tangents: 0.6.5 does not import on jax 0.10, so
+``bash bench/setup_neural_tangents.sh`` now builds ``.venv-nt/`` on jax 0.4.23
+(numpy<2) and the side-by-side comparison (NNGP and NTK, float64 agreement and
+timing) lives in ``bench/ntk_kernel.py``, which runs neural-tangents in a
+worker subprocess. Here ``import neural_tangents`` fails in the main venv and
+the error is recorded in the results.
 
 Usage (repository root):
   .venv/bin/python -m bench.nngp_kernel [--n 2000] [--repeats 7]

@@ -173,6 +173,31 @@ def _identity_derivative_expectation(k11, k22, k12):
   return jnp.ones_like(k12)
 
 
+def _relu_ntk_layer(k11, k22, k12, theta, sigma_w2, sigma_b2):
+  """Fused ReLU layer: one arccos for both E[phi phi] and E[phi' phi']."""
+  prod = k11 * k22
+  positive = prod > 0
+  norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, prod, 1.0)), 0.0)
+  cos = jnp.clip(jnp.where(positive, k12 / jnp.where(positive, norm, 1.0),
+                           1.0), -1.0, 1.0)
+  sin, angle = _arccos_parts(cos)
+  rest = jnp.pi - angle
+  scale = sigma_w2 / (2.0 * jnp.pi)
+  k_next = sigma_b2 + scale * norm * (sin + rest * cos)
+  return k_next, k_next + scale * rest * theta
+
+
+def _generic_ntk_layer(activation):
+  expectation, _ = _EXPECTATIONS[activation]
+  derivative = _DERIVATIVE_EXPECTATIONS[activation]
+
+  def layer(k11, k22, k12, theta, sigma_w2, sigma_b2):
+    k_next = sigma_b2 + sigma_w2 * expectation(k11, k22, k12)
+    return k_next, k_next + sigma_w2 * derivative(k11, k22, k12) * theta
+
+  return layer
+
+
 _DERIVATIVE_EXPECTATIONS: Mapping[str, Callable[..., Array]] = {
     "relu": _relu_derivative_expectation,
     "erf": _erf_derivative_expectation,
@@ -183,6 +208,13 @@ _EXPECTATIONS: Mapping[str, tuple[Callable[..., Array], Callable[..., Array]]] =
     "relu": (_relu_expectation, _relu_expectation_diag),
     "erf": (_erf_expectation, _erf_expectation_diag),
     "identity": (_identity_expectation, _identity_expectation_diag),
+}
+
+# One NTK layer (K, Theta) -> (K', Theta') per activation (fused for ReLU).
+_NTK_LAYERS: Mapping[str, Callable[..., tuple[Array, Array]]] = {
+    "relu": _relu_ntk_layer,
+    "erf": _generic_ntk_layer("erf"),
+    "identity": _generic_ntk_layer("identity"),
 }
 
 _ACTIVATION_FNS: Mapping[str, Callable[[Array], Array]] = {
@@ -327,39 +359,55 @@ def make_kernel_diag_fn(depth: int, activation: str = "relu"
 
 def _ntk_kernel(x1, x2, depth, sigma_w2, sigma_b2, activation,
                 ) -> tuple[Array, Array]:
-  """(NNGP K^depth, NTK Theta^depth), both [N, M]."""
-  expectation, expectation_diag = _EXPECTATIONS[activation]
-  derivative = _DERIVATIVE_EXPECTATIONS[activation]
+  """(NNGP K^depth, NTK Theta^depth), both [N, M]; ``x2 is None``: x2 = x1.
+
+  For the self-kernel the variances are read off the matrix diagonal, so the
+  diagonal cosine is exactly 1 (sqrt(k^2) = k in IEEE arithmetic) and the
+  ReLU derivative term (pi - theta) / (2 pi) has no sqrt(eps) error from
+  arccos near 1.
+  """
+  _, expectation_diag = _EXPECTATIONS[activation]
+  layer = _NTK_LAYERS[activation]
+  same = x2 is None
+  x2 = x1 if same else x2
   dim = x1.shape[-1]
   k12 = sigma_b2 + sigma_w2 * (x1 @ x2.T) / dim                   # [N, M]
-  k11 = sigma_b2 + sigma_w2 * jnp.sum(x1 * x1, axis=-1) / dim     # [N]
-  k22 = sigma_b2 + sigma_w2 * jnp.sum(x2 * x2, axis=-1) / dim     # [M]
+  if same:
+    k11 = k22 = jnp.diagonal(k12)
+  else:
+    k11 = sigma_b2 + sigma_w2 * jnp.sum(x1 * x1, axis=-1) / dim   # [N]
+    k22 = sigma_b2 + sigma_w2 * jnp.sum(x2 * x2, axis=-1) / dim   # [M]
   theta = k12
   for _ in range(depth):
-    a, b = k11[:, None], k22[None, :]
-    kdot = derivative(a, b, k12)
-    k12 = sigma_b2 + sigma_w2 * expectation(a, b, k12)
-    theta = k12 + sigma_w2 * kdot * theta
-    k11 = sigma_b2 + sigma_w2 * expectation_diag(k11)
-    k22 = sigma_b2 + sigma_w2 * expectation_diag(k22)
+    k12, theta = layer(k11[:, None], k22[None, :], k12, theta, sigma_w2,
+                       sigma_b2)
+    if same:
+      k11 = k22 = jnp.diagonal(k12)
+    else:
+      k11 = sigma_b2 + sigma_w2 * expectation_diag(k11)
+      k22 = sigma_b2 + sigma_w2 * expectation_diag(k22)
   return k12, theta
 
 
-def ntk_kernel(x1: Array, x2: Array, depth: int, sigma_w2: Any = 2.0,
+def ntk_kernel(x1: Array, x2: Array | None, depth: int, sigma_w2: Any = 2.0,
                sigma_b2: Any = 0.0, activation: str = "relu") -> Array:
   """Neural tangent kernel of a deep fully-connected net, ``[N, M]``.
 
+  ``x2 = None`` (or the same array object as ``x1``) computes the self-kernel
+  ``[N, N]`` with an exact unit diagonal cosine (as neural-tangents'
+  ``kernel_fn(x, None)``).
   Same conventions, arguments and errors as :func:`nngp_kernel` (``depth``
   hidden layers and a linear readout, NTK parameterisation, see
   :class:`NTKMLP`); returns ``Theta^depth(x1_i, x2_j)`` (Jacot et al. 2018,
   Theorem 1; Arora et al. 2019, Eqs. 10-11). ``depth = 0`` gives the linear
   kernel, equal to the NNGP kernel.
   """
-  kernels_lib.validate_inputs(x1, x2, "ntk_kernel")
+  same = x2 is None or x2 is x1
+  kernels_lib.validate_inputs(x1, x1 if same else x2, "ntk_kernel")
   _validate_structure(depth, activation)
   _validate_variances(sigma_w2, sigma_b2)
-  return _ntk_kernel(jnp.asarray(x1), jnp.asarray(x2), int(depth), sigma_w2,
-                     sigma_b2, activation)[1]
+  return _ntk_kernel(jnp.asarray(x1), None if same else jnp.asarray(x2),
+                     int(depth), sigma_w2, sigma_b2, activation)[1]
 
 
 def make_ntk_kernel_fn(depth: int, activation: str = "relu"
@@ -621,9 +669,9 @@ def ntk_predictive(x_train: Array, y_train: Array, x_test: Array, t: Any,
     raise ValueError(f"ntk_predictive: t must be >= 0, got {t}")
   x_train, x_test = jnp.asarray(x_train), jnp.asarray(x_test)
   args = (int(depth), sigma_w2, sigma_b2, activation)
-  k_tt, theta_tt = _ntk_kernel(x_train, x_train, *args)
+  k_tt, theta_tt = _ntk_kernel(x_train, None, *args)
   k_st, theta_st = _ntk_kernel(x_test, x_train, *args)
-  k_ss, _ = _ntk_kernel(x_test, x_test, *args)
+  k_ss, _ = _ntk_kernel(x_test, None, *args)
   a = _flow_matrix(theta_tt, t)
   ta = theta_st @ a                                               # [M, N]
   mean = ta @ jnp.asarray(y_train, ta.dtype)
