@@ -610,12 +610,16 @@ def _relax_estimator(name, control, phi):
       z = _pre_activation(kind, logits, noise)
       z_tilde = conditional_relaxed_sample(dist, logits, b, v)
       c_z, c_zt = c(z), c(z_tilde)
+      # The score term's multiplier c(z~) must not carry a theta-gradient,
+      # but must keep its phi-dependence (variance_loss differentiates the
+      # estimate in phi): evaluate it at z~ built from stopped logits.
+      c_zt_const = c(conditional_relaxed_sample(dist, sg_logits, b, v))
       if kind == "bernoulli":
         log_q = dist.log_prob({"logits": logits}, b.astype(jnp.int32))
       else:
         log_q = dist.log_prob({"logits": logits},
                               jnp.argmax(b, axis=-1).astype(jnp.int32))
-      score_term = (f_b - jax.lax.stop_gradient(c_zt)) * (
+      score_term = (f_b - c_zt_const) * (
           log_q - jax.lax.stop_gradient(log_q))
       return f_b + score_term + (c_z - jax.lax.stop_gradient(c_z)) - (
           c_zt - jax.lax.stop_gradient(c_zt))
