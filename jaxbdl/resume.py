@@ -204,7 +204,7 @@ def data_digests(data: PyTree, name: str = "data") -> dict[str, str]:
   out = {}
   for kp, leaf in jax.tree_util.tree_flatten_with_path(
       distributed.to_host(data))[0]:
-    arr = np.ascontiguousarray(np.asarray(leaf))
+    arr = np.asarray(leaf)
     digest = hashlib.sha256(arr.tobytes()).hexdigest()
     out[f"{name}{jax.tree_util.keystr(kp)}"] = (
         f"{arr.dtype.name}{list(arr.shape)} sha256:{digest}")
