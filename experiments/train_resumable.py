@@ -158,13 +158,13 @@ def _evaluate(apply, params, x_test, y_test, y_std, noise_scale) -> dict:
 
 def fingerprint(config, d: dict) -> dict:
   """What defines this run: the config without :data:`RESUMABLE_FIELDS`, the
-  digests of the train and test arrays, and the package versions."""
+  digests of the test arrays and ``y_std`` (:func:`jaxbdl.resume.resumable_fit`
+  adds the training arrays' digests and the package versions)."""
   fields = {k: v for k, v in config.to_dict().items()
             if k not in RESUMABLE_FIELDS}
   fields["data"] = d["name"]
   return resume.run_fingerprint(
       fields, test={"x": d["x_test"], "y": d["y_test"]},
-      train={"x": d["x_train"], "y": d["y_train"]},
       y_std=np.float64(d["y_std"]))
 
 

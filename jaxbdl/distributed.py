@@ -171,8 +171,7 @@ def _leaf_to_host(x):
   if not isinstance(x, jax.Array):
     return np.asarray(x)
   if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-    raise ValueError("to_host got a typed PRNG key array; pass "
-                     "jax.random.key_data(key) instead")
+    return _leaf_to_host(jax.random.key_data(x))
   if x.is_fully_addressable:
     return np.asarray(x)
   if x.is_fully_replicated:
@@ -183,6 +182,8 @@ def _leaf_to_host(x):
 
 def to_host(tree: PyTree) -> PyTree:
   """Every leaf as a numpy array holding its GLOBAL value, on every process.
+
+  Typed PRNG keys come back as their key data (``[..., 2]`` uint32).
 
   A collective when some leaf is sharded across processes (then every process
   must call it, in the same order); a plain copy otherwise.

@@ -14,18 +14,40 @@ epoch 0, so a resumed run compiles and runs the same chunks).
 Checkpoint layout (one directory per checkpoint, epochs done in the name)::
 
   checkpoint_dir/
+    LOCK              flock'ed by the running fit, holds its pid
     ckpt_000004/
       fit/            orbax checkpoint (jaxbdl.checkpoint) of
                       {"state": FitState, "history": per-epoch metrics so far}
-      MANIFEST.json   epoch, key data, history shapes, and the SHA-256 and
-                      size of every file under fit/
+      MANIFEST.json   epoch, key data, run fingerprint, history shapes, and
+                      the SHA-256 and size of every file under fit/
 
 A checkpoint is written under a temporary name, its manifest last, and renamed
 into place (atomic on POSIX), so a kill never leaves a half-written
 ``ckpt_*``. On restart the newest checkpoint is verified against its manifest
-(missing, truncated or garbled files), restored against the expected tree and
-checked for NaN/inf; a bad one is reported with a logging warning naming the
-file and moved aside to ``ckpt_XXXXXX.corrupt``, and the previous one is tried.
+(missing, truncated or garbled files; anything but regular files and
+directories, e.g. a FIFO or a symlink, is never opened; the manifest's epoch
+must match the directory's name and the restored epoch counter), restored
+against the expected tree and checked for NaN/inf; a bad one is reported with
+a logging warning naming the file and moved aside to ``ckpt_XXXXXX.corrupt``,
+and the previous one is tried.
+
+What cannot go wrong silently:
+
+* Another run's checkpoint. Every manifest carries the run's fingerprint
+  (:func:`run_fingerprint`: the caller's config, digests of the data, the
+  versions of :data:`VERSION_PACKAGES`); a mismatch raises
+  :class:`RunMismatchError` naming the fields, before anything is touched.
+  ``overwrite=True`` starts over.
+* Two writers. The fit holds :func:`workdir_lock` on ``checkpoint_dir``; a
+  second one raises :class:`WorkdirLockedError` naming the holder's pid.
+* Preemption. SIGTERM/SIGINT let the chunk in flight finish and be
+  checkpointed, then :class:`Preempted` is raised (exit code
+  :data:`PREEMPTED_EXIT_CODE`); the same call resumes bitwise.
+* Several processes (:mod:`jaxbdl.distributed`). Every process calls
+  :func:`resumable_fit` with global arrays; orbax writes each process's
+  shards, process 0 alone writes manifests, renames, prunes and moves bad
+  checkpoints aside, and a preemption signal to any process stops all of
+  them after the same chunk.
 
 Non-finite numerics: every step reports ``"finite"`` (loss and all gradients
 finite). Build the fitter with ``step_wrapper=step_wrapper_for(on_nonfinite)``
@@ -204,7 +226,7 @@ def data_digests(data: PyTree, name: str = "data") -> dict[str, str]:
   out = {}
   for kp, leaf in jax.tree_util.tree_flatten_with_path(
       distributed.to_host(data))[0]:
-    arr = np.ascontiguousarray(np.asarray(leaf))
+    arr = np.asarray(leaf)
     digest = hashlib.sha256(arr.tobytes()).hexdigest()
     out[f"{name}{jax.tree_util.keystr(kp)}"] = (
         f"{arr.dtype.name}{list(arr.shape)} sha256:{digest}")

@@ -238,5 +238,24 @@ def test_global_array_single_process():
   np.testing.assert_array_equal(np.asarray(arr), np.arange(8.0))
 
 
+def test_to_host_place_and_collectives_single_process():
+  """One process: ``place`` keeps typed keys typed, ``to_host`` returns key
+  data and plain numpy; ``any_process`` / ``barrier`` are local. (Their
+  cross-process paths run in tests/multihost_test.py.)"""
+  import jax
+  from jaxbdl import distributed, parallel
+  keys = jax.random.split(jax.random.key(0), 2)
+  placed = parallel.place({"k": keys, "x": np.arange(3.0)},
+                          parallel.replicated(parallel.make_mesh("data")))
+  assert jax.dtypes.issubdtype(placed["k"].dtype, jax.dtypes.prng_key)
+  host = distributed.to_host(placed)
+  np.testing.assert_array_equal(host["k"],
+                                np.asarray(jax.random.key_data(keys)))
+  assert isinstance(host["x"], np.ndarray) and host["k"].shape == (2, 2)
+  assert distributed.any_process(True) is True
+  assert distributed.any_process(False) is False
+  distributed.barrier("single")  # returns at once
+
+
 if __name__ == "__main__" and "--child" in sys.argv:
   _child()
