@@ -38,6 +38,7 @@ References:
 """
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any
@@ -86,7 +87,7 @@ def variance_study(config) -> list[dict[str, Any]]:
   rows = []
   for fam, (dist, make_params, f, exact, pname) in FAMILIES.items():
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=_FAST)
     def draws(alphas, keys, dist=dist, make_params=make_params, f=f,
               pname=pname):
       out = {}
@@ -180,13 +181,14 @@ def _train(config, corpus, name):
     updates, opt_state = opt.update(grads, opt_state, u)
     return (optax.apply_updates(u, updates), opt_state, cv_state), None
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=_FAST)
   def chunk(carry, start):
     carry, _ = jax.lax.scan(step, carry, start + jnp.arange(config.eval_every))
     return carry, eval_elbo(carry[0])
 
   carry = (u0, opt.init(u0), state0)
-  steps, elbos = [0], [float(jax.jit(eval_elbo)(u0))]
+  first = jax.jit(eval_elbo, compiler_options=_FAST)(u0)
+  steps, elbos = [0], [float(first)]
   t0 = time.time()
   for start in range(0, config.num_steps, config.eval_every):
     carry, elbo = chunk(carry, start)
