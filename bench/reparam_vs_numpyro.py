@@ -165,6 +165,8 @@ def main():
   if min(args.rounds, args.samples, args.repeats) < 1:
     p.error("--rounds, --samples and --repeats must be >= 1")
   load_before = os.getloadavg()
+  commit = _git("rev-parse", "HEAD")  # at start: the code that is measured
+  dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
   rounds = {"jaxbdl": [], "numpyro": []}
   for r in range(args.rounds):
     for which in ("jaxbdl", "numpyro"):
@@ -197,8 +199,7 @@ def main():
     row["jaxbdl speed-up (median)"] = speedup[row["problem"]]
   j, n = rounds["jaxbdl"][0], rounds["numpyro"][0]
   provenance = {
-      "commit": _git("rev-parse", "HEAD"),
-      "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+      "commit": commit, "dirty": dirty,
       "jax": j["jax"], "numpyro": n["numpyro"], "device": j["device"],
       "python": platform.python_version(),
       "platform": platform.platform(),
