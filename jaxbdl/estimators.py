@@ -268,14 +268,15 @@ def _reachable(jaxpr, inputs) -> bool:
   return any(not hasattr(v, "val") and v in reach for v in jaxpr.outvars)
 
 
-def _check_differentiable(f: Fn, x: Array, estimator_name: str) -> None:
+def _check_differentiable(f: Fn, x: jax.ShapeDtypeStruct,
+                          estimator_name: str) -> None:
   """Raises if ``f``'s value depends on ``x`` but its derivative cannot.
 
   That is ``f`` piecewise constant by construction (comparisons, rounding,
   integer casts, ``stop_gradient``): ``jax.grad`` would return exact zeros
   and a pathwise estimate of 0. Runs at trace time (``make_jaxpr`` only).
   """
-  x = jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
+  x = jax.ShapeDtypeStruct(x.shape, x.dtype)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     return
   primal = jax.make_jaxpr(lambda z: _scalar_f(f, z))(x).jaxpr
@@ -310,7 +311,7 @@ def _pathwise_samples(f: Fn, dist: dists.Distribution) -> SamplesFn:
     num_samples = _prepare(dist, params, num_samples)
     eps = dist.noise(params, key, (num_samples,))
     _check_differentiable(
-        f, dist.transform(jax.lax.stop_gradient(params), eps[0]), "pathwise")
+        f, jax.eval_shape(dist.transform, params, eps[0]), "pathwise")
 
     def one(e):
       return jax.grad(lambda p: _scalar_f(f, dist.transform(p, e)))(params)
@@ -328,7 +329,7 @@ def _pathwise_surrogate(f: Fn, dist: dists.Distribution) -> LossFn:
     num_samples = _prepare(dist, params, num_samples)
     eps = dist.noise(params, key, (num_samples,))
     _check_differentiable(
-        f, dist.transform(jax.lax.stop_gradient(params), eps[0]), "pathwise")
+        f, jax.eval_shape(dist.transform, params, eps[0]), "pathwise")
     xs = dist.transform(params, eps)
     return jnp.mean(jax.vmap(lambda x: _scalar_f(f, x))(xs))
 
