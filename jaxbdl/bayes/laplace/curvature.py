@@ -335,7 +335,7 @@ def diag() -> Structure:
   return Structure(
       "diag", _gram_fit(lambda v: jnp.sum(v * v, axis=(0, 1))),
       lambda h, s, d: jnp.sum(jnp.log(prec(h, s, d))),
-      lambda h, s, d, v: (v / prec(h, s, d)) @ v.T,
+      lambda h, s, d, v: (v / prec(h, s, d)[None]) @ v.T,
       lambda h, s, d, z: z / jnp.sqrt(prec(h, s, d)),
       jnp.diag, jnp.min, True)
 
@@ -460,7 +460,7 @@ def kron(subset: Subset) -> Structure:
     tot = 0.0
     for la, qa, lg, qg, st, sz, d in _kron_blocks(curv, subset, delta):
       r = rot(v, qa, qg, st, sz)                         # [K, I, O]
-      tot = tot + jnp.einsum("kab,lab->kl", r / eig(la, lg, s, d), r)
+      tot = tot + jnp.einsum("kab,lab->kl", r / eig(la, lg, s, d)[None], r)
     return tot
 
   def sample(curv, s, delta, z):
@@ -504,7 +504,7 @@ def lowrank(rank: int) -> Structure:
   def inner(curv, s, d):
     lam, u = curv
     lam = jnp.maximum(s * lam, jnp.finfo(u.dtype).tiny)
-    return jnp.diag(1.0 / lam) + (u.T / d) @ u, lam
+    return jnp.diag(1.0 / lam) + (u.T / d[None]) @ u, lam
 
   def logdet(curv, s, d):
     lam, u = curv
@@ -515,7 +515,7 @@ def lowrank(rank: int) -> Structure:
   def quad(curv, s, d, v):
     lam, u = curv
     m, _ = inner(curv, s, d)
-    vd = v / d
+    vd = v / d[None]
     w = vd @ u
     return vd @ v.T - w @ jnp.linalg.solve(m, w.T)
 
