@@ -222,6 +222,7 @@ def Laplace(apply_fn: Callable, params: PyTree, likelihood: str,  # noqa: N802
     marglik_lib.expand_prior(spec, state.prior_precision)   # shape check
     if _concrete(state):
       _check_psd(structure, state)
+    if _concrete(state) and np.isfinite(map_gradient_tol):
       gnorm = float(gnorm_fn(state, params, x, y))
       if gnorm > map_gradient_tol:
         warnings.warn(

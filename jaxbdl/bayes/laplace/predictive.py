@@ -84,9 +84,10 @@ def probit(f_mu, f_var, likelihood: str):
 def mc_link(f_mu, f_var, likelihood: str, key, n_samples: int):
   """Monte Carlo class probabilities ``[M, C]`` from ``n_samples`` draws of f."""
   k = f_mu.shape[-1]
-  chol = jnp.linalg.cholesky(f_var + 1e-10 * jnp.eye(k, dtype=f_var.dtype))
+  jitter = jnp.finfo(f_var.dtype).eps * jnp.eye(k, dtype=f_var.dtype)
+  chol = jnp.linalg.cholesky(f_var + jitter[None])
   eps = jax.random.normal(key, (n_samples,) + f_mu.shape, f_mu.dtype)
-  f = f_mu + jnp.einsum("mkl,sml->smk", chol, eps)           # [S, M, K]
+  f = f_mu[None] + jnp.einsum("mkl,sml->smk", chol, eps)     # [S, M, K]
   if likelihood == "binary":
     p1 = jnp.mean(jax.nn.sigmoid(f[..., 0]), axis=0)
     return jnp.stack([1.0 - p1, p1], axis=-1)
@@ -101,7 +102,7 @@ def sample_params(spec, state, key, n_samples: int):
   s, delta = _posterior_terms(spec, state)
   z = jax.random.normal(key, (n_samples,) + state.theta.shape,
                         state.theta.dtype)
-  thetas = state.theta + jax.vmap(
+  thetas = state.theta[None] + jax.vmap(
       lambda zz: spec.structure.sample(state.curv, s, delta, zz))(z)
   return jax.vmap(lambda t: spec.subset.expand(state.flat_map, t))(thetas)
 
