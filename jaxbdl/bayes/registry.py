@@ -18,6 +18,7 @@ from jaxbdl.bayes import ensembles
 from jaxbdl.bayes import map_estimate
 from jaxbdl.bayes import mc_dropout
 from jaxbdl.bayes import mfvi
+from jaxbdl.bayes.laplace import method as laplace_method
 
 __all__ = ["METHODS", "TUNABLE", "HPARAMS", "default_config",
            "method_config", "default_hparams", "check_names", "build"]
@@ -29,6 +30,10 @@ METHODS = {
     "mfvi_flipout": mfvi.make_flipout,
     "mc_dropout": mc_dropout.make,
     "ensemble": ensembles.make,
+    "laplace_full": laplace_method.make_full,
+    "laplace_diag": laplace_method.make_diag,
+    "laplace_kfac": laplace_method.make_kfac,
+    "laplace_last_layer": laplace_method.make_last_layer,
 }
 
 _COMMON = ("learning_rate", "prior_scale", "noise_scale", "temperature")
@@ -39,6 +44,10 @@ TUNABLE = {
     "mfvi_flipout": _COMMON,
     "mc_dropout": _COMMON + ("dropout_rate",),
     "ensemble": _COMMON,
+    "laplace_full": _COMMON,
+    "laplace_diag": _COMMON,
+    "laplace_kfac": _COMMON,
+    "laplace_last_layer": _COMMON,
 }
 
 # Every hyper-parameter a method may read from ``hp`` and its default.
@@ -65,6 +74,13 @@ def default_config() -> ml_collections.ConfigDict:
                                                   num_train_samples=1))
   c.mc_dropout = ml_collections.ConfigDict(dict(dropout_inputs=False))
   c.ensemble = ml_collections.ConfigDict(dict(num_members=5))
+  for name in ("laplace_full", "laplace_diag", "laplace_kfac",
+               "laplace_last_layer"):
+    c[name] = ml_collections.ConfigDict(dict(
+        valid_fraction=0.1, patience=20, marglik=True,
+        prior_structure="scalar", marglik_steps=100, marglik_lr=0.1,
+        curvature="ggn", link_approx="probit", pred_type="glm",
+        curvature_batch_size=256))
   return c
 
 
