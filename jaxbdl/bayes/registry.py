@@ -24,6 +24,7 @@ from jaxbdl.bayes import mfvi
 from jaxbdl.bayes import sgmcmc
 from jaxbdl.bayes import swag
 from jaxbdl.bayes import temperature_scaling
+from jaxbdl.bayes.laplace import method as laplace_method
 
 __all__ = ["METHODS", "TUNABLE", "HPARAMS", "default_config",
            "method_config", "default_hparams", "check_names", "build"]
@@ -45,6 +46,10 @@ METHODS = {
     "map_ts": temperature_scaling.make_map,
     "mfvi_conv_lrt": conv_layers.make_lrt,
     "mfvi_conv_flipout": conv_layers.make_flipout,
+    "laplace_full": laplace_method.make_full,
+    "laplace_diag": laplace_method.make_diag,
+    "laplace_kfac": laplace_method.make_kfac,
+    "laplace_last_layer": laplace_method.make_last_layer,
 }
 
 _COMMON = ("learning_rate", "prior_scale", "noise_scale", "temperature")
@@ -65,6 +70,10 @@ TUNABLE = {
     "map_ts": _COMMON,
     "mfvi_conv_lrt": _COMMON,
     "mfvi_conv_flipout": _COMMON,
+    "laplace_full": _COMMON,
+    "laplace_diag": _COMMON,
+    "laplace_kfac": _COMMON,
+    "laplace_last_layer": _COMMON,
 }
 
 # Every hyper-parameter a method may read from ``hp`` and its default.
@@ -103,6 +112,13 @@ def default_config() -> ml_collections.ConfigDict:
                                                    num_train_samples=1))
   c.mfvi_conv_flipout = ml_collections.ConfigDict(dict(init_scale=1e-3,
                                                        num_train_samples=1))
+  for name in ("laplace_full", "laplace_diag", "laplace_kfac",
+               "laplace_last_layer"):
+    c[name] = ml_collections.ConfigDict(dict(
+        valid_fraction=0.1, patience=20, marglik=True,
+        prior_structure="scalar", marglik_steps=100, marglik_lr=0.1,
+        curvature="ggn", link_approx="probit", pred_type="glm",
+        curvature_batch_size=256))
   return c
 
 

@@ -166,6 +166,25 @@ def Laplace(apply_fn: Callable, params: PyTree, likelihood: str,  # noqa: N802
   structure = curvature_lib.STRUCTURES[hessian_structure](subset, rank)
   spec = LaplaceSpec(apply_fn, likelihood, curvature, structure, subset,
                      int(chunk_size))
+  # Jitted pieces (inlined when the caller traces fit/predict itself).
+  curv_fn = jax.jit(lambda flat, theta, x, y: structure.fit(
+      apply_fn, subset, flat, theta, x, y, likelihood, curvature,
+      spec.chunk_size))
+  loss_fn = jax.jit(lambda params, x, y: _data_loss(spec, params, x, y))
+  gnorm_fn = jax.jit(lambda state, params, x, y: map_gradient_norm(
+      spec, state, params, x, y))
+  opt_fn = jax.jit(
+      lambda state, init, **kw: marglik_lib.optimize_prior_precision(
+          spec, state, init_prior_prec=init, **kw),
+      static_argnames=("prior_structure", "fit_noise", "n_steps", "lr",
+                       "newton_steps"))
+  sample_fn = jax.jit(lambda state, key, n: predictive_lib.sample_params(
+      spec, state, key, n), static_argnums=2)
+  predict_fn = jax.jit(
+      lambda state, x, key, **kw: predictive_lib.predict(spec, state, x,
+                                                         key=key, **kw),
+      static_argnames=("pred_type", "link_approx", "n_samples",
+                       "chunk_size"))
 
   def fit(params, x, y, prior_precision=1.0, sigma_noise=1.0, damping=0.0,
           temperature=1.0, map_gradient_tol=1e-1):
@@ -192,9 +211,8 @@ def Laplace(apply_fn: Callable, params: PyTree, likelihood: str,  # noqa: N802
       raise ValueError(f"params has {flat.size} weights; the approximation "
                        f"was built for {subset.num_params}")
     theta = flat[subset.idx]
-    curv = structure.fit(apply_fn, subset, flat, theta, x, y, likelihood,
-                         curvature, spec.chunk_size)
-    loss, nk = _data_loss(spec, params, x, y)
+    curv = curv_fn(flat, theta, x, y)
+    loss, nk = loss_fn(params, x, y)
     dtype = flat.dtype
     prior = jnp.asarray(prior_precision, dtype)
     state = LaplaceState(
@@ -204,7 +222,8 @@ def Laplace(apply_fn: Callable, params: PyTree, likelihood: str,  # noqa: N802
     marglik_lib.expand_prior(spec, state.prior_precision)   # shape check
     if _concrete(state):
       _check_psd(structure, state)
-      gnorm = float(map_gradient_norm(spec, state, params, x, y))
+    if _concrete(state) and np.isfinite(map_gradient_tol):
+      gnorm = float(gnorm_fn(state, params, x, y))
       if gnorm > map_gradient_tol:
         warnings.warn(
             f"Laplace.fit: the MAP is not converged: gradient norm of the "
@@ -221,14 +240,29 @@ def Laplace(apply_fn: Callable, params: PyTree, likelihood: str,  # noqa: N802
     return marglik_lib.log_marginal_likelihood(spec, state, prior_precision,
                                                sigma_noise)
 
-  def optimize_prior_precision(state, **kwargs):
-    return marglik_lib.optimize_prior_precision(spec, state, **kwargs)
+  def optimize_prior_precision(state, prior_structure="scalar",
+                               fit_noise=False, n_steps=100, lr=1e-1,
+                               newton_steps=0, init_prior_prec=None):
+    """See ``marglik.optimize_prior_precision``; jitted."""
+    marglik_lib.prior_shape(spec, prior_structure)        # name check
+    if fit_noise and likelihood != "regression":
+      raise ValueError("fit_noise=True needs likelihood='regression', got "
+                       f"{likelihood!r}")
+    return opt_fn(state, init_prior_prec, prior_structure=prior_structure,
+                  fit_noise=bool(fit_noise), n_steps=int(n_steps),
+                  lr=float(lr), newton_steps=int(newton_steps))
 
-  def predict(state, x, **kwargs):
-    return predictive_lib.predict(spec, state, x, **kwargs)
+  def predict(state, x, pred_type="glm", link_approx="probit",
+              n_samples=100, key=None, chunk_size=None):
+    """See ``predictive.predict``; jitted, chunked over ``x``."""
+    predictive_lib.check_args(spec, pred_type, link_approx, key)
+    return predict_fn(state, x, key, pred_type=pred_type,
+                      link_approx=link_approx, n_samples=int(n_samples),
+                      chunk_size=int(chunk_size or spec.chunk_size))
 
   def sample(state, key, n_samples=100):
-    return predictive_lib.sample_params(spec, state, key, n_samples)
+    """``n_samples`` weight pytrees from the posterior (leading axis)."""
+    return sample_fn(state, key, int(n_samples))
 
   def posterior_precision(state):
     """Dense ``[P, P]`` posterior precision (tests, small problems)."""

@@ -144,7 +144,9 @@ def make_subset(params: PyTree, subset_of_weights: Any = "all") -> Subset:
     ValueError: unknown string, mask structure/shape mismatch, or an empty
       selection.
   """
-  flat, unravel = ravel_pytree(params)
+  # Only shapes and dtypes are read (params may be traced or abstract).
+  flat, unravel = ravel_pytree(jax.tree.map(
+      lambda a: np.zeros(np.shape(a), a.dtype), params))
   if isinstance(subset_of_weights, str):
     if subset_of_weights == "all":
       mask = jax.tree.map(lambda _: True, params)
@@ -233,8 +235,9 @@ def per_example_factors(apply_fn, subset: Subset, flat_map: jax.Array,
   return f, jnp.einsum("nkp,nkj->njp", jac, c)
 
 
-def _chunked(fn, x, y, w, chunk_size, init):
-  """``sum_chunks fn(x_c, y_c, w_c)`` with ``lax.scan``; pads the last chunk."""
+def _chunked(fn, x, y, w, chunk_size, init=None):
+  """``sum_chunks fn(x_c, y_c, w_c)`` with ``lax.scan``; pads the last chunk
+  (weight 0). ``init`` defaults to zeros of ``fn``'s output shapes."""
   n = x.shape[0]
   b = int(min(chunk_size, n))
   num = -(-n // b)
@@ -247,6 +250,10 @@ def _chunked(fn, x, y, w, chunk_size, init):
   ys = padded(y).reshape((num, b) + y.shape[1:])
   ws = jnp.concatenate([w, jnp.zeros((pad,), w.dtype)]).reshape(num, b) \
       if pad else w.reshape(num, b)
+
+  if init is None:
+    init = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                        jax.eval_shape(fn, xs[0], ys[0], ws[0]))
 
   def body(acc, batch):
     out = fn(*batch)
@@ -295,13 +302,9 @@ def _gram_fit(reduce):
     def chunk(xc, yc, wc):
       _, v = per_example_factors(apply_fn, subset, flat_map, theta_s, xc, yc,
                                  likelihood, curvature)
-      return reduce(v * jnp.sqrt(wc)[:, None, None])
-    p = theta_s.shape[0]
-    init = jax.eval_shape(reduce, jax.ShapeDtypeStruct((1, 1, p),
-                                                       theta_s.dtype))
-    init = jnp.zeros(init.shape, init.dtype)
+      return reduce(v * jnp.sqrt(wc)[:, None, None].astype(v.dtype))
     w = jnp.ones((x.shape[0],), theta_s.dtype)
-    return _chunked(chunk, x, y, w, chunk_size, init)
+    return _chunked(chunk, x, y, w, chunk_size)
   return fit
 
 
@@ -332,7 +335,7 @@ def diag() -> Structure:
   return Structure(
       "diag", _gram_fit(lambda v: jnp.sum(v * v, axis=(0, 1))),
       lambda h, s, d: jnp.sum(jnp.log(prec(h, s, d))),
-      lambda h, s, d, v: (v / prec(h, s, d)) @ v.T,
+      lambda h, s, d, v: (v / prec(h, s, d)[None]) @ v.T,
       lambda h, s, d, z: z / jnp.sqrt(prec(h, s, d)),
       jnp.diag, jnp.min, True)
 
@@ -409,14 +412,8 @@ def _kron_fit(apply_fn, subset, flat_map, theta_s, x, y, likelihood,
       out[m] = (a.T @ a, jnp.einsum("jbo,jbp->op", d[m], d[m]))
     return out
 
-  init = {}
-  for m in mods:
-    i = shapes[m].shape[1]
-    o = _kernel(params, m).shape[-1]
-    init[m] = (jnp.zeros((i, i), theta_s.dtype), jnp.zeros((o, o),
-                                                           theta_s.dtype))
   w = jnp.ones((x.shape[0],), theta_s.dtype)
-  sums = _chunked(chunk, x, y, w, chunk_size, init)
+  sums = _chunked(chunk, x, y, w, chunk_size)
   n = x.shape[0]
   blocks = []
   for (mod, leaf) in plan:
@@ -463,7 +460,7 @@ def kron(subset: Subset) -> Structure:
     tot = 0.0
     for la, qa, lg, qg, st, sz, d in _kron_blocks(curv, subset, delta):
       r = rot(v, qa, qg, st, sz)                         # [K, I, O]
-      tot = tot + jnp.einsum("kab,lab->kl", r / eig(la, lg, s, d), r)
+      tot = tot + jnp.einsum("kab,lab->kl", r / eig(la, lg, s, d)[None], r)
     return tot
 
   def sample(curv, s, delta, z):
@@ -477,8 +474,8 @@ def kron(subset: Subset) -> Structure:
     p = sum(sz for _, _, sz, _, _ in subset.segments)
     h = jnp.zeros((p, p), curv[0][1].dtype)
     for (la, qa, lg, qg), (_, st, sz, _, _) in zip(curv, subset.segments):
-      a = (qa * la) @ qa.T
-      g = (qg * lg) @ qg.T
+      a = (qa * la[None, :]) @ qa.T
+      g = (qg * lg[None, :]) @ qg.T
       h = h.at[st:st + sz, st:st + sz].set(jnp.kron(a, g))
     return h
   def min_eig(curv):
@@ -507,7 +504,7 @@ def lowrank(rank: int) -> Structure:
   def inner(curv, s, d):
     lam, u = curv
     lam = jnp.maximum(s * lam, jnp.finfo(u.dtype).tiny)
-    return jnp.diag(1.0 / lam) + (u.T / d) @ u, lam
+    return jnp.diag(1.0 / lam) + (u.T / d[None]) @ u, lam
 
   def logdet(curv, s, d):
     lam, u = curv
@@ -518,13 +515,13 @@ def lowrank(rank: int) -> Structure:
   def quad(curv, s, d, v):
     lam, u = curv
     m, _ = inner(curv, s, d)
-    vd = v / d
+    vd = v / d[None]
     w = vd @ u
     return vd @ v.T - w @ jnp.linalg.solve(m, w.T)
 
   def dense(curv):
     lam, u = curv
-    return (u * lam) @ u.T
+    return (u * lam[None, :]) @ u.T
   def min_eig(curv):
     lam, u = curv
     return jnp.where(lam.size < u.shape[0], 0.0, jnp.min(lam))

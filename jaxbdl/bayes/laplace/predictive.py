@@ -35,7 +35,8 @@ import jax.numpy as jnp
 
 from jaxbdl.bayes.laplace import marglik
 
-__all__ = ["glm_moments", "probit", "mc_link", "predict", "sample_params"]
+__all__ = ["glm_moments", "probit", "mc_link", "predict", "sample_params",
+           "check_args"]
 
 
 def _map_chunks(fn, x, chunk_size):
@@ -83,9 +84,10 @@ def probit(f_mu, f_var, likelihood: str):
 def mc_link(f_mu, f_var, likelihood: str, key, n_samples: int):
   """Monte Carlo class probabilities ``[M, C]`` from ``n_samples`` draws of f."""
   k = f_mu.shape[-1]
-  chol = jnp.linalg.cholesky(f_var + 1e-10 * jnp.eye(k, dtype=f_var.dtype))
+  jitter = jnp.finfo(f_var.dtype).eps * jnp.eye(k, dtype=f_var.dtype)
+  chol = jnp.linalg.cholesky(f_var + jitter[None])
   eps = jax.random.normal(key, (n_samples,) + f_mu.shape, f_mu.dtype)
-  f = f_mu + jnp.einsum("mkl,sml->smk", chol, eps)           # [S, M, K]
+  f = f_mu[None] + jnp.einsum("mkl,sml->smk", chol, eps)     # [S, M, K]
   if likelihood == "binary":
     p1 = jnp.mean(jax.nn.sigmoid(f[..., 0]), axis=0)
     return jnp.stack([1.0 - p1, p1], axis=-1)
@@ -100,22 +102,13 @@ def sample_params(spec, state, key, n_samples: int):
   s, delta = _posterior_terms(spec, state)
   z = jax.random.normal(key, (n_samples,) + state.theta.shape,
                         state.theta.dtype)
-  thetas = state.theta + jax.vmap(
+  thetas = state.theta[None] + jax.vmap(
       lambda zz: spec.structure.sample(state.curv, s, delta, zz))(z)
   return jax.vmap(lambda t: spec.subset.expand(state.flat_map, t))(thetas)
 
 
-def predict(spec, state, x, pred_type: str = "glm",
-            link_approx: str = "probit", n_samples: int = 100, key=None,
-            chunk_size: int = 256) -> dict:
-  """The Laplace predictive at ``x [M, ...]``.
-
-  Returns:
-    regression ``{"mean": [M], "variance": [M], "f_variance": [M]}``
-    (variance includes ``sigma^2``); classification ``{"probs": [M, C]}``.
-    ``pred_type="nn"`` returns the mixture components with a leading sample
-    axis: ``{"mean": [S, M], "variance": [S, M]}`` or ``{"probs": [S, M, C]}``.
-  """
+def check_args(spec, pred_type, link_approx, key):
+  """Raises ValueError for an unknown type/link or a missing key."""
   if pred_type not in ("glm", "nn"):
     raise ValueError(f"pred_type must be 'glm' or 'nn', got {pred_type!r}")
   if link_approx not in ("probit", "mc"):
@@ -126,6 +119,20 @@ def predict(spec, state, x, pred_type: str = "glm",
   if needs_key and key is None:
     raise ValueError(f"pred_type={pred_type!r}, link_approx={link_approx!r} "
                      "needs a PRNG key")
+
+
+def predict(spec, state, x, pred_type: str = "glm",
+            link_approx: str = "probit", n_samples: int = 100, key=None,
+            chunk_size: int = 256) -> dict:
+  """The Laplace predictive at ``x [M, ...]``.
+
+  Returns:
+    regression ``{"mean": [M], "variance": [M], "f_variance": [M]}``
+    (``[M, K]`` for ``K > 1`` outputs; variance includes ``sigma^2``); classification ``{"probs": [M, C]}``.
+    ``pred_type="nn"`` returns the mixture components with a leading sample
+    axis: ``{"mean": [S, M], "variance": [S, M]}`` or ``{"probs": [S, M, C]}``.
+  """
+  check_args(spec, pred_type, link_approx, key)
   if pred_type == "nn":
     params = sample_params(spec, state, key, n_samples)
     f = jax.vmap(lambda p: _map_chunks(lambda xc: spec.apply_fn(p, xc), x,
@@ -140,8 +147,10 @@ def predict(spec, state, x, pred_type: str = "glm",
     return {"probs": jax.nn.softmax(f, axis=-1)}
   f_mu, f_var = glm_moments(spec, state, x, chunk_size)
   if spec.likelihood == "regression":
-    fv = f_var[:, 0, 0]
-    return {"mean": f_mu[:, 0], "variance": fv + state.sigma_noise ** 2,
+    fv = jnp.diagonal(f_var, axis1=-2, axis2=-1)               # [M, K]
+    if fv.shape[-1] == 1:
+      f_mu, fv = f_mu[:, 0], fv[:, 0]
+    return {"mean": f_mu, "variance": fv + state.sigma_noise ** 2,
             "f_variance": fv}
   if link_approx == "probit":
     return {"probs": probit(f_mu, f_var, spec.likelihood)}
