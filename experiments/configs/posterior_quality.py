@@ -48,7 +48,7 @@ def get_config(arg=None):
   c.registry = r
   if arg == "quick":
     c.tasks = ("gap",)
-    c.methods = "map,csgld,swag"
+    c.methods = "map,swag"
     c.gap.num_points = 40
     c.gap.hidden = (10,)
     c.reference.num_chains = 2
