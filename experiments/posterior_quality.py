@@ -155,6 +155,7 @@ def run(config, workdir: str) -> dict:
                * config.reference.thin)
     div = hmc.check_divergences(hist["num_divergent"], n_trans, 0.01)
     y = np.asarray(test["y"])
+    print(f"{task} reference NUTS: {secs:.0f} s", flush=True)
     row = {"task": task, "method": "reference", "seconds": secs,
            "rhat_max": float(np.max(hist["rhat"])),
            "ess_min": float(np.min(hist["ess"])), "divergences": div}
@@ -172,6 +173,7 @@ def run(config, workdir: str) -> dict:
       _, hist, pred, secs = _fit_predict(
           post, jax.random.fold_in(k_task, mi), train, test["x"], hp)
       row = {"task": task, "method": name, "seconds": secs}
+      print(f"{task} {name}: {secs:.0f} s", flush=True)
       if "rhat" in hist:
         row["rhat_max"] = float(np.max(hist["rhat"]))
       row.update(compare(pred, ref, y))

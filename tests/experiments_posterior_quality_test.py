@@ -3,11 +3,13 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from experiments import posterior_quality
 from experiments.configs import posterior_quality as config_lib
 
 
+@pytest.mark.slow  # a NUTS reference + 2 methods: ~45 s CPU (compile-bound)
 def test_quick_run_writes_results_and_reference_beats_map(tmp_path):
   config = config_lib.get_config("quick")
   res = posterior_quality.run(config, str(tmp_path))
