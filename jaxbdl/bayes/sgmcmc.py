@@ -30,7 +30,10 @@ learning rate ``eta`` on the per-datum loss; Welling & Teh 2011, Eq. 4):
 
 Burn-in: the first ``burnin_fraction`` of the ``num_epochs * ceil(N / B)``
 steps (``sgld``, ``sghmc``); then ``num_samples`` draws per chain, evenly
-thinned over the rest. ``num_chains`` independent chains (network
+thinned over the rest. Chains start at independent network initialisations,
+or, with ``map_init_epochs > 0``, at independent MAP fits (Adam with
+``hp["learning_rate"]``, ``jaxbdl.bayes.map_estimate``), which saves the
+long transient of plain SGLD on stiff (small-noise) likelihoods. ``num_chains`` independent chains (network
 initialisations and keys) run vmapped in one program; the predictive is the
 equal-weight mixture over the ``num_chains * num_samples`` draws.
 
@@ -52,10 +55,12 @@ from typing import Any, Callable, NamedTuple
 import blackjax
 import jax
 import jax.numpy as jnp
+import ml_collections
 from jax.flatten_util import ravel_pytree
 
 from jaxbdl._checks import check_positive_int
 from jaxbdl.bayes import hmc
+from jaxbdl.bayes import map_estimate
 from jaxbdl.bayes import posterior as post_lib
 
 __all__ = ["Schedule", "polynomial_schedule", "constant_schedule",
@@ -73,6 +78,7 @@ DEFAULTS = dict(
     num_integration_steps=1,  # sghmc leapfrog steps per minibatch
     num_cycles=4,            # csgld
     exploration=0.5,         # csgld: SGD fraction of each cycle
+    map_init_epochs=0,       # > 0: start each chain at a MAP fit (Adam)
 )
 
 
@@ -221,6 +227,12 @@ def _make(name: str, model: post_lib.Model, config,
   num_chains = check_positive_int("num_chains", int(cfg["num_chains"]))
   num_samples = check_positive_int("num_samples", int(cfg["num_samples"]))
   chunk = config.get("predict_batch_size", None)
+  map_init = None
+  if int(cfg["map_init_epochs"]) > 0:
+    map_config = ml_collections.ConfigDict(config.to_dict())
+    map_config.num_epochs = int(cfg["map_init_epochs"])
+    map_init = map_estimate.point_method(name, model, map_config,
+                                         stochastic=False)
 
   def fit(key, data, hp, valid=None):
     del valid
@@ -229,6 +241,10 @@ def _make(name: str, model: post_lib.Model, config,
     num_steps = int(config.num_epochs) * (-(-n // b))
     init_key, run_key = jax.random.split(key)
     positions = hmc.init_positions(init_key, model, hp, data["x"], num_chains)
+    if map_init is not None:
+      states, _ = jax.vmap(lambda k: map_init.fit(k, data, hp))(
+          jax.random.split(init_key, num_chains))
+      positions = {"params": states["net"], "likelihood": states["likelihood"]}
     theta = model.prior(hp).init(jax.tree.map(lambda a: a[0],
                                               positions["params"]))
     grad_fn = minibatch_grad_fn(model, hp, data, theta, b)
