@@ -430,6 +430,8 @@ def _report(config, results) -> str:
     c = r["clean"]
     rows.append({"method": name, **{m: c[m]["mean"] for m in _METRICS},
                  "selective area": r["selective"]["clean"]["area"]["mean"],
+                 "selective area rotated": r["selective"]["rotated"]["area"][
+                     "mean"],
                  "S": r["num_predict_samples"], "seconds": r["seconds"]})
   for p in PUBLISHED:
     rows.append({"method": f"{p['method']} ({PUBLISHED_SOURCE})",
@@ -438,7 +440,10 @@ def _report(config, results) -> str:
   lines.append("## Clean test set\n")
   lines.append(results_lib.markdown_table(
       rows, ["method", "accuracy", "nll", "brier", "ece", "selective area",
-             "S", "seconds"], precision=3))
+             "selective area rotated", "S", "seconds"], precision=3))
+  lines.append(f"\nSelective area: mean accuracy over coverages k/N of the k "
+               f"most confident (max prob); rotated = "
+               f"{config.selective_rotation:g} degrees.\n")
   lines.append("\n## Under shift (mean over the shifted levels, level 0 "
                "excluded)\n")
   rows = []
