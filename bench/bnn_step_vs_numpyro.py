@@ -13,9 +13,9 @@ these libraries' defaults.
 
 Variants (rows):
 
-* jaxbdl ``flat`` (the headline): ``vi.ravel_model`` turns the Flax parameter
+* jaxbdl ``flat`` (the headline): ``elbo.ravel_model`` turns the Flax parameter
   pytree into one vector, so q is two vectors ``mu, rho [501]``;
-  ``vi.init_elbo_params`` + ``vi.make_elbo_loss_fn`` (pathwise) +
+  ``elbo.init_params`` + ``elbo.make_loss_fn`` (pathwise) +
   ``train.make_train_step``. Same model, estimator and, for the same key, the
   same ELBO and gradients as the pytree form.
 * jaxbdl ``pytree``: the same with q over the Flax pytree (4 leaves each).
@@ -125,7 +125,9 @@ def worker_jaxbdl(args):
   import jax.numpy as jnp
   import optax
   sys.path.insert(0, REPO)
-  from jaxbdl import networks, train, vi
+  from jaxbdl import networks, train
+  from jaxbdl.bayes import elbo as elbo_lib
+  from jaxbdl.bayes import likelihoods, priors
 
   x, y = map(jnp.asarray, _data())
   m = _init_means()
@@ -135,8 +137,8 @@ def worker_jaxbdl(args):
   model = networks.MLP((H, 1))
   apply_fn = lambda p, xb: model.apply({"params": p}, xb)
   key = jax.random.key(0)
-  prior = vi.gaussian_prior(1.0)
-  noise = vi.fixed_gaussian_noise(NOISE)
+  prior = priors.gaussian(1.0)
+  noise = likelihoods.gaussian(NOISE)
   opt = optax.adam(1e-3)
   idx = _batch_indices(args.steps_per_call)
   batches = [{"x": x[i], "y": y[i]} for i in idx]
@@ -145,8 +147,10 @@ def worker_jaxbdl(args):
   copy = lambda tree: jax.tree.map(jnp.copy, tree)
 
   def variant(w0, apply, with_epoch=False):
-    elbo_params = vi.init_elbo_params(w0, prior, noise, init_scale=INIT_SCALE)
-    loss_fn = vi.make_elbo_loss_fn(apply, noise.log_likelihood, prior, N)
+    q0 = elbo_lib.init_mean_field(w0, INIT_SCALE)
+    elbo_params = elbo_lib.init_params(q0, prior, noise)
+    loss_fn = elbo_lib.make_loss_fn(elbo_lib.weight_space(apply), noise,
+                                    prior, N)
     state0 = train.init_train_state(elbo_params, opt)
     step_fn = train.make_train_step(loss_fn, opt)
     step = train.jit_step(step_fn, key)  # fold_in(key, step) inside; donated
@@ -179,7 +183,7 @@ def worker_jaxbdl(args):
       out["epoch"] = epoch_
     return out
 
-  flat = vi.ravel_model(params, apply_fn)
+  flat = elbo_lib.ravel_model(params, apply_fn)
   variants = {"jaxbdl flat": variant(flat.params, flat.apply_fn, True),
               "jaxbdl pytree": variant(params, apply_fn)}
   return {"variants": _measure(variants, args), "jax": jax.__version__,

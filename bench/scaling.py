@@ -150,7 +150,8 @@ def gpu_mode() -> list[dict]:
   import jax.numpy as jnp
   import optax
   from experiments import estimator_variance as ev
-  from jaxbdl import networks, parallel, train, vi
+  from jaxbdl import networks, parallel, train
+  from jaxbdl.bayes import elbo, likelihoods, priors
   backends = [("cpu", jax.devices("cpu")[0])]
   try:
     backends.append(("gpu", jax.devices("gpu")[0]))
@@ -160,14 +161,14 @@ def gpu_mode() -> list[dict]:
   data, _, init = _mlp_problem((50, 1), N_UCI, D_UCI)
   net = networks.MLP(features=(50, 1))
   apply_fn = lambda w, x: net.apply({"params": w}, x)
-  prior = vi.gaussian_prior(1.0)
-  noise = vi.fixed_gaussian_noise(0.5)
-  loss_fn = vi.make_elbo_loss_fn(apply_fn, noise.log_likelihood, prior,
-                                 num_data=N_UCI)
+  prior = priors.gaussian(1.0)
+  noise = likelihoods.gaussian(0.5)
+  loss_fn = elbo.make_loss_fn(elbo.weight_space(apply_fn), noise, prior,
+                              num_data=N_UCI)
   opt = optax.adam(1e-3)
 
   def bnn_state(k):
-    params = vi.init_elbo_params(init(k), prior, noise, init_scale=1e-3)
+    params = elbo.init_params(elbo.init_mean_field(init(k), 1e-3), prior, noise)
     return train.init_train_state(params, opt)
 
   for batch_size in (32, 1024):

@@ -27,9 +27,26 @@ variance of the data-term gradient estimate (with respect to ``loc`` and
 ``scale``): the sum over the 62 coordinates of the variance across
 ``variance_replicas`` keys at the current parameters.
 
+Two protocols (configs): the default/``quick`` one above (full batch Adam,
+softplus scales, coefficient 1, total variance), and ``:paper``, the
+authors' protocol (deepmind mc_gradients ``config.py``/``main.py``):
+minibatches of 32, 50 posterior samples per step, SGD with learning rate
+``1e-3 * cos(pi/2 * step / T)``, ``q`` parameterised by ``(loc,
+log_scale)`` (init 0, 0; prior N(0, 1)), the control-variate coefficient
+``beta = Cov(g, c) / Var(c)`` per coordinate estimated from 25 FRESH samples
+(``fitted_coefficient``), and every ``eval_every`` steps the variance PER
+DIMENSION of the single-sample data-term gradient over ``variance_samples``
+= 1000 samples on the full training set, for ``loc`` and ``log_scale``
+separately (in the optimiser's parameterisation). ``T`` is rounded to whole
+epochs (5040 steps, 14 batches of 32 per epoch of 455 training points) and
+the paper trains and evaluates on all 569 points where we hold out 20%.
+
+The ELBO is computed in ONE place, :func:`elbo`, so it can be swapped for a
+library ELBO.
+
 Run:
   python -m experiments.bayes_logreg --workdir /tmp/blr \
-      [--config experiments/configs/bayes_logreg.py[:quick]]
+      [--config experiments/configs/bayes_logreg.py[:quick|:paper]]
 
 Outputs: ``results.json``, ``results.md`` (summary table), ``training.png``
 (gradient variance vs step, log y; ELBO vs step; test accuracy vs step).
@@ -60,15 +77,101 @@ from jaxbdl import vi
 
 Normal = distributions.Normal
 
-ESTIMATORS: dict[str, Callable[[], estimators.Estimator]] = {
-    "pathwise": lambda: estimators.pathwise,
-    "score_function": lambda: estimators.score_function,
-    "score_function_delta": lambda: control_variates.with_control_variate(
-        estimators.score_function, control_variates.delta_method()),
-    "measure_valued": lambda: estimators.measure_valued,
-    "measure_valued_delta": lambda: control_variates.with_control_variate(
-        estimators.measure_valued, control_variates.delta_method()),
+def _make_estimator(name, samples, surrogate):
+  """An ``Estimator`` by keyword; fills ``reparameterized`` if it exists."""
+  kw = {"name": name, "samples": samples, "surrogate": surrogate}
+  if "reparameterized" in estimators.Estimator._fields:
+    kw["reparameterized"] = False
+  return estimators.Estimator(**kw)
+
+
+def fitted_coefficient(estimator: estimators.Estimator,
+                       cv: control_variates.ControlVariate,
+                       num_fresh: int) -> estimators.Estimator:
+  """``g - beta * c`` with ``beta`` fitted on ``num_fresh`` FRESH samples.
+
+  Per coordinate ``beta = Cov(g, c) / Var(c)`` from an independent key
+  (so ``beta`` is independent of the samples it multiplies and the estimate
+  stays unbiased), as in the mc_gradients code
+  (``num_posterior_samples_cv_coeff = 25``). ``g`` and ``g - c`` come from
+  :func:`control_variates.with_control_variate` with coefficients 0 and 1.
+  """
+  plain = control_variates.with_control_variate(estimator, cv, 0.0)
+  full = control_variates.with_control_variate(estimator, cv, 1.0)
+
+  def samples(f, dist):
+    plain_fn, full_fn = plain.samples(f, dist), full.samples(f, dist)
+
+    def fn(params, key, num_samples):
+      k_main, k_fresh = jax.random.split(key)
+      g_fresh = plain_fn(params, k_fresh, num_fresh)
+      c_fresh = jax.tree.map(jnp.subtract, g_fresh,
+                             full_fn(params, k_fresh, num_fresh))
+      beta = jax.tree.map(control_variates.same_sample_coefficient, g_fresh,
+                          c_fresh)
+      beta = jax.tree.map(lambda b: jax.lax.stop_gradient(b[:1]), beta)
+      g = plain_fn(params, k_main, num_samples)
+      c = jax.tree.map(jnp.subtract, g, full_fn(params, k_main, num_samples))
+      return jax.tree.map(lambda gg, cc, b: gg - b * cc, g, c, beta)
+
+    return fn
+
+  return _make_estimator(f"{estimator.name}+{cv.name}(fitted)", samples,
+                         estimators.linearized_surrogate(samples))
+
+
+def _delta(estimator, config):
+  cv = control_variates.delta_method()
+  if config.get("cv_coefficient_samples", 0):
+    return fitted_coefficient(estimator, cv, int(config.cv_coefficient_samples))
+  return control_variates.with_control_variate(estimator, cv)
+
+
+ESTIMATORS: dict[str, Callable[[Any], estimators.Estimator]] = {
+    "pathwise": lambda config: estimators.pathwise,
+    "score_function": lambda config: estimators.score_function,
+    "score_function_delta": lambda config: _delta(estimators.score_function,
+                                                  config),
+    "measure_valued": lambda config: estimators.measure_valued,
+    "measure_valued_delta": lambda config: _delta(estimators.measure_valued,
+                                                  config),
 }
+
+# q's parameterisations: (unconstrained raw params -> Normal params,
+# initial raw scale from a standard deviation, d scale / d raw scale).
+PARAMETERISATIONS = {
+    "softplus": ("raw_scale", jax.nn.softplus, vi.softplus_inverse,
+                 jax.nn.sigmoid),
+    "log": ("log_scale", jnp.exp, jnp.log, jnp.exp),
+}
+
+
+def to_normal(raw, parameterisation: str):
+  """``{"loc", "raw_scale" | "log_scale"}`` -> ``{"loc", "scale"}``."""
+  name, fwd, _, _ = PARAMETERISATIONS[parameterisation]
+  return {"loc": raw["loc"], "scale": fwd(raw[name])}
+
+
+def elbo(estimator: estimators.Estimator, log_lik: Callable, params, prior,
+         key, num_samples: int) -> jax.Array:
+  """The ELBO surrogate ``E_q[log_lik(w)] - KL(q || prior)``.
+
+  The data term is ``estimator``'s surrogate (value = MC estimate, gradient
+  = the estimator's); the KL is analytic. The single place the ELBO is
+  written in this experiment (swap it for a library ELBO here).
+  """
+  data_term = estimator.surrogate(log_lik, Normal)(params, key, num_samples)
+  return data_term - Normal.kl(params, prior)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """Adam (default) or the paper's SGD with ``lr cos(pi/2 t / T)``."""
+  if config.get("optimizer", "adam") == "adam":
+    return optax.adam(config.learning_rate)
+  total = float(config.num_steps)
+  schedule = lambda t: config.learning_rate * jnp.cos(
+      0.5 * jnp.pi * jnp.minimum(t, total) / total)
+  return optax.sgd(schedule)
 
 
 def load_data(split_seed: int, test_fraction: float) -> dict[str, np.ndarray]:
@@ -124,6 +227,15 @@ def _validate(config) -> None:
   if config.batch_size < 0:
     raise ValueError(f"config.batch_size must be >= 0, got "
                      f"{config.batch_size}")
+  if config.get("optimizer", "adam") not in ("adam", "sgd_cosine"):
+    raise ValueError(f"config.optimizer must be 'adam' or 'sgd_cosine', got "
+                     f"{config.optimizer!r}")
+  if config.get("parameterisation", "softplus") not in PARAMETERISATIONS:
+    raise ValueError(f"config.parameterisation must be one of "
+                     f"{list(PARAMETERISATIONS)}, got "
+                     f"{config.parameterisation!r}")
+  if config.get("variance_samples", 0) == 1:
+    raise ValueError("config.variance_samples must be 0 (off) or >= 2")
 
 
 def make_run(estimator: estimators.Estimator, data: dict[str, jax.Array],
@@ -139,29 +251,37 @@ def make_run(estimator: estimators.Estimator, data: dict[str, jax.Array],
   x_te, y_te = data["x_test"], data["y_test"]
   n_train, dim = x_tr.shape
   batch_size = int(config.batch_size) or n_train
+  steps_per_epoch = train.num_batches(n_train, batch_size)
+  if config.eval_every % steps_per_epoch:
+    raise ValueError(f"config.eval_every ({config.eval_every}) must be a "
+                     f"multiple of the {steps_per_epoch} steps per epoch "
+                     f"(batch {batch_size} of {n_train})")
   num_samples = int(config.num_samples)
+  param = config.get("parameterisation", "softplus")
+  scale_name, _, scale_inverse, dscale_draw = PARAMETERISATIONS[param]
+  variance_samples = int(config.get("variance_samples", 0))
   prior = {"loc": jnp.zeros(dim), "scale": jnp.full(dim, config.prior_scale)}
-  optimizer = optax.adam(config.learning_rate)
+  optimizer = make_optimizer(config)
 
   def loss_fn(raw, model_state, batch, key):
-    params = vi.to_normal(raw)
     x, y = batch["x"], batch["y"]
     scale = n_train / x.shape[0]
     f = lambda w: scale * log_likelihood(w, x, y)
-    data_term = estimator.surrogate(f, Normal)(params, key, num_samples)
-    elbo = data_term - Normal.kl(params, prior)
-    return -elbo / n_train, (model_state, {})
+    value = elbo(estimator, f, to_normal(raw, param), prior, key,
+                 num_samples)
+    return -value / n_train, (model_state, {})
 
   fitter = train.make_fitter(loss_fn, optimizer, batch_size=batch_size)
   f_full = lambda w: log_likelihood(w, x_tr, y_tr)
   grad_fn = estimator(f_full, Normal)
+  samples_fn = estimator.samples(f_full, Normal)
 
   def measure(raw, key):
-    params = vi.to_normal(raw)
-    k_elbo, k_var = jax.random.split(key)
+    params = to_normal(raw, param)
+    k_elbo, k_var, k_dim = jax.random.split(key, 3)
+    value = elbo(estimators.pathwise, f_full, params, prior, k_elbo,
+                 config.elbo_samples)
     w = Normal.sample(params, k_elbo, (config.elbo_samples,))  # [M, D]
-    ll = jax.vmap(f_full)(w)
-    elbo = jnp.mean(ll) - Normal.kl(params, prior)
     probs = jnp.mean(jax.nn.sigmoid(x_te @ w.T), axis=1)       # [T]
     acc = jnp.mean((probs > 0.5).astype(jnp.int32) == y_te)
     keys = jax.random.split(k_var, config.variance_replicas)
@@ -169,7 +289,14 @@ def make_run(estimator: estimators.Estimator, data: dict[str, jax.Array],
                                                        num_samples)
     total_var = sum(jnp.sum(jnp.var(g, axis=0, ddof=1))
                     for g in jax.tree.leaves(grads))
-    return {"elbo": elbo, "test_accuracy": acc, "grad_variance": total_var}
+    out = {"elbo": value, "test_accuracy": acc, "grad_variance": total_var}
+    if variance_samples:
+      # Per dimension, single-sample estimates, optimiser parameterisation.
+      g = samples_fn(params, k_dim, variance_samples)
+      g_raw = g["scale"] * dscale_draw(raw[scale_name])[None]
+      out["var_loc"] = jnp.var(g["loc"], axis=0, ddof=1)
+      out[f"var_{scale_name}"] = jnp.var(g_raw, axis=0, ddof=1)
+    return out
 
   num_chunks = config.num_steps // config.eval_every
   train_data = {"x": x_tr, "y": y_tr}
@@ -177,16 +304,19 @@ def make_run(estimator: estimators.Estimator, data: dict[str, jax.Array],
   def run(key):
     fit_key, eval_key = jax.random.split(key)
     raw = {"loc": jnp.zeros(dim),
-           "raw_scale": jnp.full(dim, vi.softplus_inverse(config.init_scale))}
+           scale_name: jnp.full(dim, scale_inverse(
+               jnp.asarray(config.init_scale, jnp.float32)))}
     fs = fitter.init(train.init_train_state(raw, optimizer))
 
     def fit_chunk(fs):
-      fs, hist = fitter.run_epochs(fs, train_data, fit_key,
-                                   num_epochs=config.eval_every)
+      fs, hist = fitter.run_epochs(
+          fs, train_data, fit_key,
+          num_epochs=config.eval_every // steps_per_epoch)
       return fs, hist["loss"]
 
     def skip(fs):
-      return fs, jnp.full((config.eval_every,), jnp.nan, jnp.float32)
+      return fs, jnp.full((config.eval_every // steps_per_epoch,), jnp.nan,
+                          jnp.float32)
 
     def chunk(fs, i):
       # Measure, then train the next chunk; the last of the num_chunks + 1
@@ -197,7 +327,7 @@ def make_run(estimator: estimators.Estimator, data: dict[str, jax.Array],
 
     fs, (trace, losses) = jax.lax.scan(chunk, fs, jnp.arange(num_chunks + 1))
     trace = dict(trace)
-    trace["train_loss"] = losses[:num_chunks].reshape(-1)
+    trace["train_loss"] = losses[:num_chunks].reshape(-1)  # per epoch
     trace["step"] = jnp.arange(num_chunks + 1) * config.eval_every
     trace["final_loc"] = fitter.result(fs).params["loc"]
     return trace
@@ -217,7 +347,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   traces, rows = {}, []
   for name in config.estimators:
     t0 = time.time()
-    run_fn = jax.jit(jax.vmap(make_run(ESTIMATORS[name](), data, config)),
+    run_fn = jax.jit(jax.vmap(make_run(ESTIMATORS[name](config), data, config)),
                      compiler_options=_compiler_options(config))
     tr = jax.tree.map(np.asarray, jax.block_until_ready(run_fn(keys)))
     seconds = time.time() - t0
@@ -234,8 +364,14 @@ def run(config, workdir: str) -> dict[str, Any]:
         "test_accuracy": float(np.mean(tr["test_accuracy"][:, -1])),
         "mean_log10_grad_var": float(np.mean(np.log10(tr["grad_variance"]))),
         "seconds": seconds})
+    for key in [k for k in tr if k.startswith("var_")]:
+      # Mean over checkpoints, seeds and dimensions of log10 variance.
+      rows[-1][f"mean_log10_{key}"] = float(np.mean(np.log10(tr[key])))
+  load = open("/proc/loadavg").read().split()[:3] if os.path.exists(
+      "/proc/loadavg") else []
   res = {
       "config": config.to_dict(),
+      "loadavg": load,
       "num_train": int(data_np["x_train"].shape[0]),
       "num_test": int(data_np["x_test"].shape[0]),
       "dim": int(data_np["x_train"].shape[1]),
@@ -243,17 +379,32 @@ def run(config, workdir: str) -> dict[str, Any]:
       "traces": {k: {kk: vv for kk, vv in v.items()} for k, v in
                  traces.items()},
   }
+  per_dim = [k for k in rows[0] if k.startswith("mean_log10_var_")]
   table = results_lib.markdown_table(
       rows, ["estimator", "initial_elbo", "final_elbo", "final_elbo_std",
-             "test_accuracy", "mean_log10_grad_var", "seconds"], precision=3)
+             "test_accuracy", "mean_log10_grad_var", *per_dim, "seconds"],
+      precision=3)
+  batch = config.batch_size or "full"
+  opt = config.get("optimizer", "adam")
   header = (f"# Bayesian logistic regression, breast cancer (Mohamed et al. "
             f"2020, Sec. 8)\n\n{res['num_train']} train / {res['num_test']} "
-            f"test examples, D = {res['dim']}; {config.num_steps} full-batch "
-            f"Adam steps (lr {config.learning_rate}), {config.num_samples} "
-            f"samples per estimate, mean over {config.num_seeds} seeds. "
-            f"Gradient variance: total over loc and scale of the data-term "
-            f"estimate, {config.variance_replicas} keys, every "
-            f"{config.eval_every} steps.\n\n")
+            f"test examples, D = {res['dim']}; {config.num_steps} steps of "
+            f"{opt} (lr {config.learning_rate}, batch {batch}), "
+            f"{config.num_samples} samples per estimate, q scale "
+            f"parameterisation {config.get('parameterisation', 'softplus')},"
+            f" CV coefficient "
+            f"{config.get('cv_coefficient_samples', 0) or 1} "
+            f"({'fitted on that many fresh samples' if config.get('cv_coefficient_samples', 0) else 'fixed'}),"
+            f" mean over {config.num_seeds} seeds. "
+            f"mean_log10_grad_var: total variance over loc and scale of the "
+            f"data-term estimate, {config.variance_replicas} keys, every "
+            f"{config.eval_every} steps.")
+  if per_dim:
+    header += (f" mean_log10_var_*: variance per dimension of single-sample "
+               f"estimates ({config.variance_samples} samples, full training"
+               f" set) in the optimiser's parameterisation, log10, averaged "
+               f"over dimensions, checkpoints and seeds.")
+  header += f" Load average {' '.join(load)} (2 shared cores).\n\n"
   results_lib.write_outputs(workdir, res, header + table)
   _plot(traces, config, workdir)
   res["table"] = header + table
@@ -262,27 +413,33 @@ def run(config, workdir: str) -> dict[str, Any]:
 
 def _plot(traces, config, workdir) -> None:
   plt = results_lib.pyplot()
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+  first = next(iter(traces.values()))
+  per_dim = [k for k in first if k.startswith("var_")]
+  panels = [("grad_variance", True, "log10 total gradient variance")]
+  panels += [(k, True, f"log10 variance per dim., d/d {k[4:]}\n"
+              "(mean over dims of log10; single sample)") for k in per_dim]
+  panels += [("elbo", False, "ELBO (nats)"),
+             ("test_accuracy", False, "test accuracy")]
+  fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
   for name, tr in traces.items():
     step = tr["step"][0]
-    for ax, key, log in ((axes[0], "grad_variance", True),
-                         (axes[1], "elbo", False),
-                         (axes[2], "test_accuracy", False)):
+    for ax, (key, log, _) in zip(axes, panels):
       vals = np.log10(tr[key]) if log else tr[key]
+      if vals.ndim == 3:               # [seeds, checkpoints, D]
+        vals = vals.mean(-1)
       mean = vals.mean(0)
       line, = ax.plot(step, mean, label=name)
       ax.fill_between(step, vals.min(0), vals.max(0), alpha=0.2,
                       color=line.get_color())
-  axes[0].set_ylabel("log10 total gradient variance")
-  axes[1].set_ylabel("ELBO")
-  axes[2].set_ylabel("test accuracy")
-  lo = min(np.percentile(tr["elbo"], 5) for tr in traces.values())
-  hi = max(np.max(tr["elbo"]) for tr in traces.values())
-  axes[1].set_ylim(lo, hi + 0.05 * (hi - lo) + 1e-6)
-  for ax in axes:
+  for ax, (key, _, label) in zip(axes, panels):
+    ax.set_ylabel(label)
     ax.set_xlabel("step")
     ax.grid(alpha=0.3)
-  axes[0].legend(fontsize=8)
+  elbo_ax = axes[[p[0] for p in panels].index("elbo")]
+  lo = min(np.percentile(tr["elbo"], 5) for tr in traces.values())
+  hi = max(np.max(tr["elbo"]) for tr in traces.values())
+  elbo_ax.set_ylim(lo, hi + 0.05 * (hi - lo) + 1e-6)
+  axes[-1].legend(fontsize=8, loc="center left", bbox_to_anchor=(1.02, 0.5))
   fig.suptitle(f"Bayesian logistic regression (breast cancer): "
                f"{config.num_samples} samples per estimate, "
                f"{config.num_seeds} seeds (band: min-max)")

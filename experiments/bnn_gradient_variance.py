@@ -13,7 +13,7 @@ variational means and raw scales, under
   (``bayesian_layers.DenseReparam``);
 * ``lrt``: local reparameterisation (``DenseLRT``; Kingma et al. 2015);
 * ``flipout``: ``DenseFlipout`` (Wen et al. 2018);
-* ``score_function``: REINFORCE on q over all weights (``vi.score_function``);
+* ``score_function``: REINFORCE on q over all weights (``elbo.data_term`` with ``estimators.score_function``);
 * ``score_function+delta_method``: with the delta-method control variate
   (``control_variates.delta_method``; Mohamed et al. 2020, sec. 7).
 
@@ -40,7 +40,9 @@ import optax
 from experiments import launch
 from jaxbdl import bayesian_layers, control_variates, estimators, networks
 from jaxbdl import data as data_lib
-from jaxbdl import train, vi
+from jaxbdl import train
+from jaxbdl.bayes import elbo as elbo_lib
+from jaxbdl.bayes import likelihoods, priors
 from jaxbdl import results as results_lib
 
 ESTIMATORS = ("pathwise", "lrt", "flipout", "score_function",
@@ -84,11 +86,11 @@ def _minibatch(key, x, y, batch_size):
 def make_gradient_fn(name, config, x, y):
   """``grad(posterior_params, key) -> grads`` (Bayesian-layer param layout)."""
   n = x.shape[0]
-  noise = vi.fixed_gaussian_noise(config.noise_scale)
+  noise = likelihoods.gaussian(config.noise_scale)
   scale = n / config.batch_size
 
   def data_term(out, yb):
-    return scale * jnp.sum(noise.log_likelihood({}, yb, out))
+    return scale * jnp.sum(noise.log_prob({}, yb, out))
 
   if name in _LAYER_OF:
     model = bayesian_layers.BayesianMLP((config.hidden, 1), layer=_LAYER_OF[name])
@@ -103,7 +105,6 @@ def make_gradient_fn(name, config, x, y):
   est = estimators.score_function
   if name == "score_function+delta_method":
     est = control_variates.with_control_variate(est, control_variates.delta_method())
-  data_est = vi.from_estimator(est)
   mlp = networks.MLP((config.hidden, 1))
 
   def grad(post, key):
@@ -111,7 +112,7 @@ def make_gradient_fn(name, config, x, y):
     xb, yb = _minibatch(kb, x, y, config.batch_size)
     f = lambda w: data_term(mlp.apply({"params": w}, xb), yb)
     var = bayesian_layers.to_var_params(post)
-    g = jax.grad(lambda q: data_est(f, q, ks)[0])(var)
+    g = jax.grad(lambda q: elbo_lib.data_term(est, f, q, ks)[0])(var)
     # Back to the Bayesian-layer layout.
     return {layer: {"kernel_loc": g["loc"][layer]["kernel"],
                     "kernel_raw_scale": g["raw_scale"][layer]["kernel"],
@@ -138,12 +139,17 @@ def run(config, workdir: str) -> dict:
   n = x.shape[0]
   model = bayesian_layers.BayesianMLP((config.hidden, 1), layer="lrt",
                                       init_scale=config.init_scale)
-  prior = vi.gaussian_prior(config.prior_scale)
-  noise = vi.fixed_gaussian_noise(config.noise_scale)
+  prior = priors.gaussian(config.prior_scale)
+  noise = likelihoods.gaussian(config.noise_scale)
   key = jax.random.key(config.seed)
-  params = bayesian_layers.init_elbo_params(model, key, x[:2], prior, noise)
+  vmodel = elbo_lib.layerwise(
+      lambda q, xb, k: model.apply({"params": q}, xb, rngs={"sample": k}),
+      bayesian_layers.to_var_params)
+  k1, k2 = jax.random.split(key)
+  q0 = model.init({"params": k1, "sample": k2}, x[:2])["params"]
+  params = elbo_lib.init_params(q0, prior, noise, bayesian_layers.to_var_params)
   opt = optax.adam(config.learning_rate)
-  loss_fn = bayesian_layers.make_elbo_loss_fn(model, noise.log_likelihood, prior, n)
+  loss_fn = elbo_lib.make_loss_fn(vmodel, noise, prior, n)
   fitter = train.make_fitter(loss_fn, opt, batch_size=config.batch_size)
   fs = fitter.init(train.init_train_state(params, opt))
   grad_fns = {e: jax.jit(lambda post, k, g=make_gradient_fn(e, config, x, y):

@@ -35,11 +35,11 @@ import optax
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import likelihoods
+from jaxbdl.bayes import likelihoods
 from jaxbdl import metrics
 from jaxbdl import networks
 from jaxbdl import objectives
-from jaxbdl import priors
+from jaxbdl.bayes import priors
 from jaxbdl import results as results_lib
 from jaxbdl import train
 
@@ -50,8 +50,8 @@ _POOLS = ("avg", "max")
 
 def _log_prior(prior_scale: float):
   if prior_scale == 0:
-    return priors.flat
-  return lambda p: priors.gaussian(p, prior_scale)
+    return lambda p: priors.flat().log_prob({}, p)
+  return lambda p: priors.gaussian(prior_scale).log_prob({}, p)
 
 
 def _per_datum_loss(model, log_likelihood, log_prior, num_data: int):
@@ -120,7 +120,7 @@ def _digits(config):
 
 def _classification(model, opt_cfg, x_tr, y_tr, x_te, y_te, key, num_seeds,
                     prior_scale=0.0):
-  loss_fn = _per_datum_loss(model, likelihoods.categorical,
+  loss_fn = _per_datum_loss(model, likelihoods.categorical_log_prob,
                             _log_prior(prior_scale), x_tr.shape[0])
   params, history = fit_over_seeds(
       model, loss_fn, optax.adam(opt_cfg.learning_rate), (x_tr, y_tr),
@@ -136,7 +136,8 @@ def _forecast_loglik(warmup: int):
   ``y, outputs: [B, T, 1] -> [B]``, summed over steps ``t >= warmup``.
   """
   def loglik(y, outputs):
-    return likelihoods.gaussian(y[:, warmup:, 0], outputs[:, warmup:, 0], 1.0)
+    return jnp.sum(likelihoods.normal_log_prob(y[:, warmup:, 0],
+                                               outputs[:, warmup:, 0], 1.0), -1)
   return loglik
 
 
@@ -202,7 +203,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   for i, cell in enumerate(f.cells):
     model = networks.RNN(cell=cell, hidden_size=f.hidden_size, out_features=1,
                          return_sequences=True)
-    loss_fn = _per_datum_loss(model, _forecast_loglik(w), priors.flat,
+    loss_fn = _per_datum_loss(model, _forecast_loglik(w), lambda p: 0.0,
                               f.num_train)
     t0 = time.time()
     params, history = fit_over_seeds(

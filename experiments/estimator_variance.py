@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import launch
+from experiments import validate
 from jaxbdl import control_variates
 from jaxbdl import distributions
 from jaxbdl import estimators
@@ -231,6 +232,7 @@ def _validate(config) -> None:
 
 def run(config, workdir: str) -> dict[str, Any]:
   """Runs the study; writes results.json, results.md and the plots."""
+  validate.check_config("estimator_variance", config)
   _validate(config)
   workdir = results_lib.ensure_workdir(workdir)
   t_start = time.time()

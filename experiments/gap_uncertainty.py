@@ -13,24 +13,26 @@ and the epistemic part ``sqrt(predictive var - noise var)``.
 
 All methods share one network (``config.model``): an MLP with two hidden
 ReLU layers and RANDOM biases. (With one hidden layer and zero biases, as in
-``jaxbdl.uci_benchmark``, every ReLU kink starts at ``x = 0``, inside the gap;
+the UCI network, every ReLU kink starts at ``x = 0``, inside the gap;
 the loss then depends only on one straight line per data cluster, whose best
 fit, RMSE 0.43 against ``f``, is a stationary point that no learning rate or
 step count leaves.) The likelihood is Gaussian with the noise sd FIXED at its
 true value by default (``model.noise_scale``; 0 learns it as a point
 estimate, with which MFVI explains the data as noise: see
 ``docs/results_gpu/gap_uncertainty.md``). Targets are standardised; training
-is full-batch Adam through ``jaxbdl.train.make_fit``; each method runs
+is full-batch Adam; every method comes from the core's registry
+(``jaxbdl.bayes.registry``); each method runs
 ``num_seeds`` training seeds on the same data as one vmapped program, and the
 plot shows seed 0.
 
 * ``map``: a Gaussian prior ``N(0, prior_scale^2)`` = weight decay.
 * ``mc_dropout``: the same loss with dropout after every hidden layer, kept on
-  at test time (``jaxbdl.mc_dropout``; Gal & Ghahramani 2016).
+  at test time (``jaxbdl.bayes.mc_dropout``; Gal & Ghahramani 2016).
 * ``mfvi``: mean-field Gaussian VI over all weights, prior ``N(0, 1)``
-  (``jaxbdl.vi``: pathwise gradients, closed-form KL; Blundell et al. 2015).
+  (``jaxbdl.bayes.mfvi``: pathwise gradients, closed-form KL; Blundell et al.
+  2015).
 * ``ensemble``: ``num_members`` MAP networks from independent random
-  initialisations, equal-weight Gaussian mixture (``jaxbdl.ensembles``;
+  initialisations, equal-weight Gaussian mixture (``jaxbdl.bayes.ensembles``;
   Lakshminarayanan et al. 2017). Weak weight decay (``prior_scale`` 10): with
   ``N(0, 1)`` the members converge to nearly the same minimum-norm function
   and the ensemble does not widen in the gap.
@@ -47,171 +49,57 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, NamedTuple
+import zlib
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import ensembles
-from jaxbdl import mc_dropout
-from jaxbdl import metrics
 from jaxbdl import networks
-from jaxbdl import objectives
-from jaxbdl import priors
 from jaxbdl import results as results_lib
-from jaxbdl import train
-from jaxbdl import vi
-
-PyTree = Any
-Array = jax.Array
-
-METHODS = ("map", "mfvi", "mc_dropout", "ensemble")
+from jaxbdl.bayes import likelihoods
+from jaxbdl.bayes import posterior
+from jaxbdl.bayes import priors
+from jaxbdl.bayes import registry
 
 
-class ToyMethod(NamedTuple):
-  """A method as pure functions (standardised units).
 
-  Attributes:
-    init: ``init(key) -> TrainState`` (stacked over members for the ensemble).
-    fit: ``fit(state, data, key) -> (state, history)``; ``history["loss"]`` is
-      ``[E]`` (``[M, E]`` for the ensemble).
-    predict: ``predict(params, x [G, 1], key) -> (means [S, G], variances [S,
-      G])``, the Gaussian components of the predictive.
-    noise_scale: ``noise_scale(params) -> scalar``, the model's noise sd
-      (learned or fixed; the members' mean for the ensemble).
-  """
-  init: Callable[[Array], train.TrainState]
-  fit: Callable[..., tuple[train.TrainState, dict]]
-  predict: Callable[[PyTree, Array, Array], tuple[Array, Array]]
-  noise_scale: Callable[[PyTree], Array]
-
-
-def _mlp(model, dropout_rate: float = 0.0) -> networks.MLP:
-  return networks.MLP(tuple(model.hidden) + (1,), activation=model.activation,
-                      bias_init_std=float(model.bias_init_std),
-                      dropout_rate=dropout_rate)
-
-
-def _noise(model, fixed_scale) -> vi.NoiseModel:
-  if fixed_scale:
-    return vi.fixed_gaussian_noise(float(fixed_scale))
-  return vi.learned_gaussian_noise(float(model.noise_init_scale),
-                                   float(model.noise_min_scale))
-
-
-def _noise_scale(noise: vi.NoiseModel, lik_params) -> Array:
-  return jnp.sqrt(noise.moments(lik_params, jnp.zeros((1, 1)))[1][0])
-
-
-def _fit_fn(loss_fn, model, num_train: int):
-  opt = optax.adam(float(model.learning_rate))
-  batch = int(model.batch_size) or num_train
-  epochs = max(1, int(model.num_steps) // train.num_batches(num_train, batch))
-  fit = train.make_fit(loss_fn, opt, num_epochs=epochs, batch_size=batch)
-  return opt, fit
-
-
-def _point_method(model, num_train: int, noise_scale, prior_scale: float,
-                  dropout_rate: float, num_members: int) -> ToyMethod:
-  """MAP (``dropout_rate = 0``), MC dropout, or an ensemble of either."""
-  module = _mlp(model, dropout_rate)
-  noise = _noise(model, noise_scale)
-
-  def loss_fn(params, model_state, batch, key):
-    x, y = objectives.unpack_batch(batch)
-    out = module.apply({"params": params["net"]}, x, train=True,
-                       rngs={"dropout": key})
-    nll = -jnp.mean(noise.log_likelihood(params["likelihood"], y, out))
-    neg_log_prior = -priors.gaussian(params["net"], prior_scale) / num_train
-    loss = nll + neg_log_prior  # -log p(W, y) / N
-    return loss, (model_state, {"loss": loss, "nll": nll})
-
-  opt, fit = _fit_fn(loss_fn, model, num_train)
-
-  def init_one(key):
-    net = module.init(key, jnp.zeros((1, 1), jnp.float32))["params"]
-    return train.init_train_state({"net": net, "likelihood": noise.init()}, opt)
-
-  def predict_one(params, x, key):
-    if dropout_rate > 0:
-      out = mc_dropout.predict(
-          lambda p, xx, k: module.apply({"params": p}, xx, train=True,
-                                        rngs={"dropout": k}),
-          params["net"], x, key, int(model.num_predict_samples))
-    else:
-      out = module.apply({"params": params["net"]}, x)[None]
-    return noise.moments(params["likelihood"], out)  # [S, G] each
-
-  scale = lambda p: _noise_scale(noise, p["likelihood"])
-  if num_members == 1:
-    return ToyMethod(init_one, fit, predict_one, scale)
-
-  def predict(params, x, key):
-    means, variances = jax.vmap(lambda p: predict_one(p, x, key))(params)
-    return means[:, 0], variances[:, 0]  # [M, 1, G] -> [M, G]
-
-  return ToyMethod(
-      lambda key: ensembles.init_members(init_one, key, num_members),
-      ensembles.make_ensemble_fit(fit, num_members), predict,
-      lambda p: jnp.mean(jax.vmap(scale)(p)))
-
-
-def _mfvi_method(model, num_train: int, noise_scale, mcfg) -> ToyMethod:
-  module = _mlp(model)
-  apply_fn = lambda w, x: module.apply({"params": w}, x)
-  prior = vi.gaussian_prior(float(mcfg.prior_scale))
-  noise = _noise(model, noise_scale)
-  loss_fn = vi.make_elbo_loss_fn(apply_fn, noise.log_likelihood, prior,
-                                 num_train, int(mcfg.num_train_samples))
-  opt, fit = _fit_fn(loss_fn, model, num_train)
-
-  def init(key):
-    w = module.init(key, jnp.zeros((1, 1), jnp.float32))["params"]
-    params = vi.init_elbo_params(w, prior, noise, float(mcfg.init_scale))
-    return train.init_train_state(params, opt)
-
-  def predict(params, x, key):
-    return vi.predict_moments(params, apply_fn, noise, x, key,
-                              int(model.num_predict_samples))
-
-  return ToyMethod(init, fit, predict,
-                   lambda p: _noise_scale(noise, p["likelihood"]))
-
-
-def build_method(name: str, config, num_train: int,
-                 noise_scale=None) -> ToyMethod:
-  """The method ``name`` of ``METHODS`` for ``num_train`` points.
+def build_method(name: str, config, noise_scale):
+  """``(Posterior, hp)`` of the registered method ``name`` on the shared
+  network (``config.model``), full-batch training for ``model.num_steps``.
 
   ``noise_scale``: a fixed observation-noise sd (standardised units), or
-  ``None`` to learn it.
+  ``None`` to learn it as a point estimate.
   """
   m = config.model
-  if name == "map":
-    return _point_method(m, num_train, noise_scale,
-                         float(config.map.prior_scale), 0.0, 1)
-  if name == "mc_dropout":
-    c = config.mc_dropout
-    return _point_method(m, num_train, noise_scale, float(c.prior_scale),
-                         float(c.dropout_rate), 1)
-  if name == "ensemble":
-    c = config.ensemble
-    return _point_method(m, num_train, noise_scale, float(c.prior_scale), 0.0,
-                         int(c.num_members))
-  if name == "mfvi":
-    return _mfvi_method(m, num_train, noise_scale, config.mfvi)
-  raise ValueError(f"unknown method {name!r}; valid: {list(METHODS)}")
+  if noise_scale is None:
+    lik = lambda hp: likelihoods.gaussian(
+        None, init_scale=float(m.noise_init_scale),
+        min_scale=float(m.noise_min_scale))
+  else:
+    lik = lambda hp: likelihoods.gaussian(hp["noise_scale"])
+  model = posterior.mlp_model(tuple(m.hidden), 1, lik,
+                              lambda hp: priors.gaussian(hp["prior_scale"]),
+                              activation=m.activation,
+                              bias_init_std=float(m.bias_init_std))
+  c = registry.default_config()
+  c.num_epochs = int(m.num_steps)   # full batch: one step per epoch
+  c.batch_size = int(config.num_points)
+  c.num_predict_samples = int(m.num_predict_samples)
+  c.learning_rate = float(m.learning_rate)
+  c.map.valid_fraction = 0.0
+  for field, value in config[name].items():
+    c[name][field] = value
+  hp = registry.default_hparams(name, c)
+  hp["noise_scale"] = 1.0 if noise_scale is None else float(noise_scale)
+  return registry.build(name, model, c), hp
 
 
 def _validate(config) -> None:
-  unknown = [m for m in config.methods if m not in METHODS]
-  if unknown or not config.methods:
-    raise ValueError(f"unknown method(s) {unknown or list(config.methods)}; "
-                     f"valid: {list(METHODS)}")
+  registry.check_names(list(config.methods))
   if config.num_points < 4 or not config.noise_std > 0:
     raise ValueError("need num_points >= 4 and noise_std > 0")
   if not config.gap[1] - config.gap[0] > 0.2:
@@ -226,9 +114,6 @@ def _validate(config) -> None:
   if not m.hidden or any(int(h) < 1 for h in m.hidden):
     raise ValueError(f"config.model.hidden must be positive widths, got "
                      f"{tuple(m.hidden)}")
-  if not 0 <= m.batch_size <= config.num_points:
-    raise ValueError(f"config.model.batch_size must be in [0, num_points] "
-                     f"(0: full batch), got {m.batch_size}")
   networks.get_activation(m.activation)  # Raises on unknown names.
 
 
@@ -271,20 +156,21 @@ def run(config, workdir: str) -> dict:
   seeds = jnp.arange(int(config.num_seeds))
   for name in config.methods:
     t1 = time.time()
-    method = build_method(name, config, config.num_points, noise_scale)
-    # Keys by registry position, so a method's numbers do not depend on which
+    method, hp = build_method(name, config, noise_scale)
+    # Keys by method name, so a method's numbers do not depend on which
     # other methods run; seed s of it uses fold_in(method key, s).
-    method_key = jax.random.fold_in(key, METHODS.index(name) + 1)
+    method_key = jax.random.fold_in(key, zlib.crc32(name.encode()))
 
     @jax.jit
     @jax.vmap
-    def fit_predict(seed, method=method):
-      k_init, k_train, k_pred = jax.random.split(
-          jax.random.fold_in(method_key, seed), 3)
-      state, hist = method.fit(method.init(k_init), data, k_train)
-      means, variances = method.predict(state.params, gap.x_grid, k_pred)
-      mean, var = metrics.mixture_mean_variance(means, variances)
-      return mean, var, method.noise_scale(state.params), hist["loss"]
+    def fit_predict(seed, method=method, hp=hp):
+      k_train, k_pred = jax.random.split(jax.random.fold_in(method_key, seed))
+      state, hist = method.fit(k_train, data, hp)
+      pred = method.predict(state, gap.x_grid, k_pred, hp)
+      summary = likelihoods.mixture_summary(pred)
+      # Aleatoric part: the mixture's mean component variance.
+      noise_sd = jnp.sqrt(jnp.mean(pred["variance"]))
+      return summary["mean"], summary["variance"], noise_sd, hist["loss"]
 
     # [K, G], [K, G], [K], [K, (M,) E] for K seeds.
     mean, var, noise_sd, loss = jax.tree_util.tree_map(np.asarray,

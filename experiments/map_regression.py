@@ -29,29 +29,25 @@ References:
 """
 from __future__ import annotations
 
-import functools
-import math
 import os
 import time
-from typing import Any, Callable, NamedTuple
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import likelihoods
 from jaxbdl import metrics
 from jaxbdl import networks
-from jaxbdl import objectives
-from jaxbdl import priors
 from jaxbdl import results as results_lib
-from jaxbdl import train
+from jaxbdl.bayes import likelihoods
+from jaxbdl.bayes import posterior
+from jaxbdl.bayes import priors
+from jaxbdl.bayes import registry
 
-PyTree = Any
+
 
 TABLE_COLUMNS = ("noise_model", "split", "rmse", "log_lik", "mean_pred_std")
 # Evaluation sets: the training data, fresh points from the training
@@ -60,60 +56,35 @@ EVAL_SPLITS = ("train", "test", "gap")
 
 
 # --------------------------------------------------------------------------
-# Noise models: how parameters map to outputs [N, 2] = [mean, raw scale], read
-# by likelihoods.heteroscedastic_gaussian. Each is (init, apply).
+# Noise models: the core's likelihoods, by name.
 
 
-class NoiseModel(NamedTuple):
-  """A network plus a noise parameterisation, as two pure functions.
-
-  Attributes:
-    init: ``init(key, x [1, D]) -> params``.
-    apply: ``apply(params, x [N, D]) -> outputs [N, 2]`` (mean, raw scale).
-  """
-  init: Callable[[jax.Array, jax.Array], PyTree]
-  apply: Callable[[PyTree, jax.Array], jax.Array]
+NOISE_MODELS = {
+    "homoscedastic": lambda c: likelihoods.gaussian(
+        None, init_scale=float(c.init_noise_scale),
+        min_scale=float(c.min_noise_scale)),
+    "heteroscedastic": lambda c: likelihoods.heteroscedastic_gaussian(
+        float(c.min_noise_scale)),
+}
 
 
-def _inverse_softplus(y: float) -> float:
-  return math.log(math.expm1(y))
-
-
-def homoscedastic(hidden, activation: str, init_noise_scale: float,
-                  min_noise_scale: float) -> NoiseModel:
-  """Mean network ``[N, 1]`` plus one learned raw noise scale (flat prior)."""
-  net = networks.MLP(features=tuple(hidden) + (1,), activation=activation)
-  raw0 = _inverse_softplus(init_noise_scale - min_noise_scale)
-
-  def init(key, x):
-    return {"net": net.init(key, x)["params"],
-            "raw_noise": jnp.asarray(raw0, jnp.float32)}
-
-  def apply(params, x):
-    mean = net.apply({"params": params["net"]}, x)
-    raw = jnp.broadcast_to(params["raw_noise"], mean.shape)
-    return jnp.concatenate([mean, raw], axis=-1)
-
-  return NoiseModel(init, apply)
-
-
-def heteroscedastic(hidden, activation: str, init_noise_scale: float,
-                    min_noise_scale: float) -> NoiseModel:
-  """One network with outputs ``[N, 2]``: mean and raw (softplus) scale."""
-  del init_noise_scale, min_noise_scale  # The scale is a network output.
-  net = networks.MLP(features=tuple(hidden) + (2,), activation=activation)
-
-  def init(key, x):
-    return {"net": net.init(key, x)["params"]}
-
-  def apply(params, x):
-    return net.apply({"params": params["net"]}, x)
-
-  return NoiseModel(init, apply)
-
-
-NOISE_MODELS = {"homoscedastic": homoscedastic,
-                "heteroscedastic": heteroscedastic}
+def ensemble_method(config, name: str):
+  """``(Posterior, hp)``: the registry's deep ensemble of ``config.num_members``
+  MAP networks with the noise model ``name`` and a Gaussian prior of scale
+  ``config.prior_scale`` on the network weights (the learned noise scale has a
+  flat prior)."""
+  lik = NOISE_MODELS[name](config)
+  model = posterior.mlp_model(tuple(config.model.hidden), lik.num_outputs,
+                              lambda hp: lik,
+                              lambda hp: priors.gaussian(hp["prior_scale"]),
+                              activation=config.model.activation)
+  c = registry.default_config()
+  c.num_epochs, c.batch_size = int(config.num_epochs), int(config.batch_size)
+  c.ensemble.num_members = int(config.num_members)
+  hp = registry.default_hparams("ensemble", c)
+  hp.update(learning_rate=float(config.learning_rate),
+            prior_scale=float(config.prior_scale))
+  return registry.build("ensemble", model, c), hp
 
 
 def _validate(config) -> None:
@@ -169,53 +140,22 @@ def make_data(config, key: jax.Array) -> dict[str, np.ndarray]:
 # Training and prediction.
 
 
-def train_ensemble(config, model: NoiseModel, x: np.ndarray, y: np.ndarray,
+def train_ensemble(config, name: str, x: np.ndarray, y: np.ndarray,
                    key: jax.Array):
-  """Trains ``num_members`` MAP networks as one vmapped, jitted program.
-
-  Args:
-    x: ``[N, 1]`` inputs; y: ``[N]`` targets.
-    key: the ensemble key; member ``m`` uses ``fold_in(key, m)``.
+  """Trains the ensemble as one vmapped, jitted program.
 
   Returns:
-    ``(params, history)`` with a leading member axis ``[M]`` on every leaf.
+    ``(state, history)`` with a leading member axis ``[M]`` on every leaf.
   """
-  n = x.shape[0]
-  optimizer = optax.adam(config.learning_rate)
-  log_lik = lambda yb, out: likelihoods.heteroscedastic_gaussian(
-      yb, out, min_scale=config.min_noise_scale)
-  log_prior = lambda p: priors.gaussian(p["net"], config.prior_scale)
-  loss_fn = objectives.make_map_loss_fn(objectives.stateless(model.apply),
-                                        log_lik, log_prior, num_data=n)
-  loss_fn = objectives.scale_loss(loss_fn, 1.0 / n)  # per-datum objective
-  fit = train.make_fit(loss_fn, optimizer, num_epochs=config.num_epochs,
-                       batch_size=config.batch_size)
-
-  def member(k):
-    k_init, k_fit = jax.random.split(k)
-    state = train.init_train_state(model.init(k_init, x[:1]), optimizer)
-    state, history = fit(state, {"x": x, "y": y}, k_fit)
-    return state.params, history
-
-  keys = jax.vmap(lambda m: jax.random.fold_in(key, m))(
-      jnp.arange(config.num_members))
-  return jax.jit(jax.vmap(member))(keys)
+  method, hp = ensemble_method(config, name)
+  return jax.jit(method.fit)(key, {"x": x, "y": y}, hp)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "min_scale"))
-def predict(model: NoiseModel, params: PyTree, x: np.ndarray,
-            min_scale: float) -> tuple[jax.Array, jax.Array]:
-  """Per-member predictive means and variances ``[M, N]`` (jitted).
-
-  Args:
-    model: the noise model (static: its functions are hashed by identity).
-    params: member parameters with a leading axis ``[M]``.
-    x: ``[N, 1]`` inputs.
-    min_scale: the floor added to ``softplus(raw scale)`` (static).
-  """
-  out = jax.vmap(model.apply, in_axes=(0, None))(params, x)  # [M, N, 2]
-  scale = jax.nn.softplus(out[..., 1]) + min_scale
-  return out[..., 0], jnp.square(scale)
+def predict(config, name: str, state, x: np.ndarray):
+  """Per-member predictive means and variances ``[M, N]``."""
+  method, hp = ensemble_method(config, name)
+  pred = jax.jit(method.predict)(state, x, jax.random.key(0), hp)
+  return pred["mean"], pred["variance"]
 
 
 @jax.jit
@@ -245,8 +185,8 @@ def summarise(scores: dict[str, np.ndarray]) -> dict[str, float]:
           "mean_pred_std": float(np.mean(scores["std"]))}
 
 
-def evaluate_ensemble(model: NoiseModel, params: PyTree,
-                      data: dict[str, np.ndarray], min_scale: float):
+def evaluate_ensemble(config, name: str, state,
+                      data: dict[str, np.ndarray]):
   """Scores the ensemble on each of ``EVAL_SPLITS`` and predicts on the grid.
 
   All inputs go through one :func:`predict` and one :func:`pointwise_scores`
@@ -261,7 +201,7 @@ def evaluate_ensemble(model: NoiseModel, params: PyTree,
   # The grid is scored against the noise-free f (not reported).
   y_all = np.concatenate([data[f"y_{s}"] for s in EVAL_SPLITS]
                          + [data["f_grid"]])
-  means, variances = predict(model, params, x_all, min_scale)
+  means, variances = predict(config, name, state, x_all)
   scores = jax.tree.map(np.asarray, pointwise_scores(means, variances, y_all))
   per_split = {k: dict(zip(splits, np.split(v, sizes))) for k, v in
                scores.items()}
@@ -338,12 +278,10 @@ def run(config, workdir: str) -> dict:
   data = make_data(config, k_data)
   rows, grid_preds, loss_curves, summary = [], {}, {}, {}
   for i, name in enumerate(config.noise_models):
-    model = NOISE_MODELS[name](config.model.hidden, config.model.activation,
-                               config.init_noise_scale, config.min_noise_scale)
     logging.info("training %d %s members for %d epochs", config.num_members,
                  name, config.num_epochs)
     t0 = time.time()
-    params, history = train_ensemble(config, model, data["x_train"],
+    state, history = train_ensemble(config, name, data["x_train"],
                                      data["y_train"],
                                      jax.random.fold_in(k_train, i))
     loss = np.asarray(history["loss"])  # [M, E]
@@ -354,7 +292,7 @@ def run(config, workdir: str) -> dict:
     logging.info("%s: loss %.4f -> %.4f in %.1fs", name, loss[:, 0].mean(),
                  loss[:, -1].mean(), seconds)
     split_scores, grid_preds[name] = evaluate_ensemble(
-        model, params, data, config.min_noise_scale)
+        config, name, state, data)
     rows += [{"noise_model": name, "split": s, **split_scores[s]}
              for s in EVAL_SPLITS]
     nll = np.asarray(history["nll"])  # [M, E], mean per-datum train NLL

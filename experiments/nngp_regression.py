@@ -8,11 +8,11 @@ Methods (``config.methods``), all fitted on standardised targets:
   parameters, :func:`jaxbdl.gp.optimise_hyperparameters`).
 * ``rbf_gp``: the same with an RBF kernel (lengthscale, variance).
 * ``map_net``: a :class:`jaxbdl.networks.MLP` trained to the MAP of a Gaussian
-  prior with a learned homoscedastic noise scale (:func:`jaxbdl.objectives.
-  make_map_loss_fn` + :func:`jaxbdl.train.make_fit`); predictive
-  N(f(x), s^2).
+  prior with a learned homoscedastic noise scale (the core registry's
+  ``map``); predictive N(f(x), s^2).
 * ``mfvi_bnn``: the same MLP with a mean-field Gaussian posterior trained on
-  the ELBO (:mod:`jaxbdl.vi`); predictive = mixture over posterior samples.
+  the ELBO (the registry's ``mfvi``); predictive = mixture over posterior
+  samples.
 
 (a) 1-D gap data (:func:`jaxbdl.data.gap_regression`): predictive mean and
 +-2 sd bands of y on a grid (``gap_predictive.png``), and RMSE / test
@@ -49,7 +49,7 @@ import functools
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from absl import app
 from absl import flags
@@ -58,20 +58,19 @@ import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
-import optax
 
 from jaxbdl import data as data_lib
 from jaxbdl import gp
 from jaxbdl import kernels
-from jaxbdl import likelihoods
 from jaxbdl import metrics
 from jaxbdl import networks
 from jaxbdl import nngp
-from jaxbdl import objectives
-from jaxbdl import priors
 from jaxbdl import results as results_lib
 from jaxbdl import train
-from jaxbdl import vi
+from jaxbdl.bayes import likelihoods
+from jaxbdl.bayes import posterior
+from jaxbdl.bayes import priors
+from jaxbdl.bayes import registry
 
 def _define_flags() -> None:
   """Defines --workdir, --config, --data_dir, --num_splits (program only).
@@ -174,84 +173,36 @@ def _gp_predictor(kernel_fn, init_params, config) -> Predictor:
   return predictor
 
 
-def _mean_and_raw_noise_model(config):
-  """MLP mean [N, 1] plus a learned raw noise scale -> outputs [N, 2]."""
-  net = networks.MLP(features=tuple(config.net.hidden) + (1,),
-                     activation=config.net.activation)
-
-  def init(key, x):
-    raw0 = math.log(math.expm1(config.net.init_noise_scale -
-                               config.net.min_noise_scale))
-    return {"net": net.init(key, x)["params"],
-            "raw_noise": jnp.asarray(raw0, jnp.float32)}
-
-  def apply(params, x):
-    mean = net.apply({"params": params["net"]}, x)
-    raw = jnp.broadcast_to(params["raw_noise"], mean.shape)
-    return jnp.concatenate([mean, raw], axis=-1)
-
-  return net, init, apply
-
-
-def _map_predictor(config) -> Predictor:
-  _, init, apply = _mean_and_raw_noise_model(config)
-  c = config.net
-  optimizer = optax.adam(c.learning_rate)
-  log_lik = lambda y, out: likelihoods.heteroscedastic_gaussian(
-      y, out, min_scale=c.min_noise_scale)
-  log_prior = lambda p: priors.gaussian(p["net"], c.prior_scale)
+def _registry_predictor(config, name: str) -> Predictor:
+  """The core registry's ``name`` (``map`` or ``mfvi``) on a ``config.net``
+  MLP with learned homoscedastic noise and a Gaussian prior on the weights."""
+  c, v = config.net, config.vi
+  lik = likelihoods.gaussian(None, init_scale=float(c.init_noise_scale),
+                             min_scale=float(c.min_noise_scale))
+  model = posterior.mlp_model(tuple(c.hidden), 1, lambda hp: lik,
+                              lambda hp: priors.gaussian(hp["prior_scale"]),
+                              activation=c.activation)
+  rc = registry.default_config()
+  rc.batch_size = int(c.batch_size)
+  rc.map.valid_fraction = 0.0
+  rc.num_predict_samples = int(v.predict_samples)
+  rc.mfvi.init_scale = float(v.init_scale)
+  rc.mfvi.num_train_samples = int(v.train_samples)
+  hp = registry.default_hparams(name, rc)
+  hp.update(learning_rate=float(c.learning_rate),
+            prior_scale=float(c.prior_scale))
 
   def one(x, y, x_ev, key, num_epochs):
-    n = x.shape[0]
-    loss_fn = objectives.scale_loss(objectives.make_map_loss_fn(
-        objectives.stateless(apply), log_lik, log_prior, num_data=n), 1.0 / n)
-    fit = train.make_fit(loss_fn, optimizer, num_epochs=num_epochs,
-                         batch_size=min(c.batch_size, n))
-    k_init, k_fit = jax.random.split(key)
-    state = train.init_train_state(init(k_init, x[:1]), optimizer)
-    state, history = fit(state, {"x": x, "y": y}, k_fit)
-    out = apply(state.params, x_ev)
-    scale = jax.nn.softplus(out[:, 1]) + c.min_noise_scale
+    rc_e = rc.copy_and_resolve_references()
+    rc_e.num_epochs = num_epochs
+    method = registry.build(name, model, rc_e)
+    k_fit, k_pred = jax.random.split(key)
+    state, history = method.fit(k_fit, {"x": x, "y": y}, hp)
+    pred = method.predict(state, x_ev, k_pred, hp)
     info = {"loss_first": history["loss"][0], "loss_last": history["loss"][-1],
             "finite": jnp.min(history["finite"]),
-            "noise_variance": scale[0] ** 2}
-    return out[None, :, 0], (scale * scale)[None], info
-
-  # Compiled once per (data shape, num_epochs).
-  batched = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None)),
-                    static_argnums=4)
-
-  def predictor(x, y, x_ev, key, num_epochs):
-    return batched(x, y, x_ev, jax.random.split(key, x.shape[0]), num_epochs)
-
-  return predictor
-
-
-def _mfvi_predictor(config) -> Predictor:
-  c, v = config.net, config.vi
-  net = networks.MLP(features=tuple(c.hidden) + (1,), activation=c.activation)
-  apply_fn = lambda w, x: net.apply({"params": w}, x)
-  prior = vi.gaussian_prior(c.prior_scale)
-  noise = vi.learned_gaussian_noise(init_scale=c.init_noise_scale,
-                                    min_scale=c.min_noise_scale)
-  optimizer = optax.adam(c.learning_rate)
-
-  def one(x, y, x_ev, key, num_epochs):
-    n = x.shape[0]
-    loss_fn = vi.make_elbo_loss_fn(apply_fn, noise.log_likelihood, prior,
-                                   num_data=n, num_samples=v.train_samples)
-    fit = train.make_fit(loss_fn, optimizer, num_epochs=num_epochs,
-                         batch_size=min(c.batch_size, n))
-    k_init, k_fit, k_pred = jax.random.split(key, 3)
-    params = vi.init_elbo_params(net.init(k_init, x[:1])["params"], prior,
-                                 noise, init_scale=v.init_scale)
-    state, history = fit(train.init_train_state(params, optimizer),
-                         {"x": x, "y": y}, k_fit)
-    means, variances = vi.predict_moments(state.params, apply_fn, noise, x_ev,
-                                          k_pred, v.predict_samples)
-    info = {"loss_first": history["loss"][0], "loss_last": history["loss"][-1],
-            "finite": jnp.min(history["finite"])}
-    return means, variances, info
+            "noise_variance": jnp.mean(pred["variance"])}
+    return pred["mean"], pred["variance"], info
 
   # Compiled once per (data shape, num_epochs).
   batched = jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, None)),
@@ -275,8 +226,8 @@ def make_predictors(config) -> dict[str, Predictor]:
       "rbf_gp": lambda: _gp_predictor(
           rbf_kernel, {"lengthscale": config.rbf.init_lengthscale,
                        "variance": config.rbf.init_variance}, config),
-      "map_net": lambda: _map_predictor(config),
-      "mfvi_bnn": lambda: _mfvi_predictor(config),
+      "map_net": lambda: _registry_predictor(config, "map"),
+      "mfvi_bnn": lambda: _registry_predictor(config, "mfvi"),
   }
   return {m: all_predictors[m]() for m in config.methods}
 

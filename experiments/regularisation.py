@@ -23,7 +23,8 @@ import optax
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import likelihoods, metrics, networks, objectives, priors, train
+from jaxbdl import metrics, networks, objectives, train
+from jaxbdl.bayes import likelihoods
 from jaxbdl import results as results_lib
 
 VARIANTS = ("plain", "early_stopping", "dropout", "batch_norm")
@@ -65,7 +66,7 @@ def run_variant(config, variant, train_data, valid_data, test_data):
   n = train_data["x"].shape[0]
   opt = optax.adam(config.learning_rate)
   loss_fn = objectives.scale_loss(objectives.make_map_loss_fn(
-      objectives.flax_train_apply(model), likelihoods.categorical,
+      objectives.flax_train_apply(model), likelihoods.categorical_log_prob,
       lambda p: jnp.zeros(()), n), 1.0 / n)
 
   def predict(params, model_state, x):
@@ -73,7 +74,7 @@ def run_variant(config, variant, train_data, valid_data, test_data):
 
   def eval_fn(params, model_state, valid):
     logits = predict(params, model_state, valid["x"])
-    nll = -jnp.mean(likelihoods.categorical(valid["y"], logits))
+    nll = -jnp.mean(likelihoods.categorical_log_prob(valid["y"], logits))
     return nll, {"accuracy": metrics.accuracy(valid["y"], logits)}
 
   fit = train.make_fit(

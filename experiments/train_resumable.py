@@ -7,7 +7,17 @@ process at any point and starting the same command again resumes from the
 latest good checkpoint and ends with bitwise the same parameters as an
 uninterrupted run (CPU). ``config.parallel`` lays the fit out on devices
 (:mod:`jaxbdl.parallel`): ``"data"`` shards every minibatch, ``"runs"`` shards
-the seeds. The loss is the per-datum negative log joint
+the seeds.
+
+Faults it survives (see ``docs/notes/faults.md``): a resume with a changed
+config or data is refused (the checkpoints carry a fingerprint of
+:data:`RESUMABLE_FIELDS`-free config, data digests and package versions; pass
+``--overwrite`` to start over); a second process on the same workdir exits at
+once (:data:`LOCKED_EXIT_CODE`, naming the holder's pid); SIGTERM/SIGINT
+finish the current chunk, checkpoint and exit with
+:data:`jaxbdl.resume.PREEMPTED_EXIT_CODE` (75); several processes
+(``--num_processes``) train one fit on global arrays, and only process 0
+writes the results files. The loss is the per-datum negative log joint
 ``-(1/N) [sum_n log N(y_n; f_W(x_n), noise_scale^2) + log N(W; 0, s^2 I)]``.
 
 Run::
@@ -15,7 +25,7 @@ Run::
   python -m experiments.train_resumable --workdir workdirs/train_resumable \
       [--data_dir /work/shared/data/uci/yacht] \
       [--config experiments/configs/train_resumable.py[:quick]] \
-      [--config.parallel=data] [--sleep_per_chunk 0.5]
+      [--config.parallel=data] [--sleep_per_chunk 0.5] [--overwrite]
   # multi-host: add --coordinator_address host0:1234 --num_processes 2
   #             --process_id {0,1}  (see jaxbdl.distributed)
 
@@ -32,6 +42,7 @@ from __future__ import annotations
 import functools
 import io
 import os
+import sys
 import time
 from typing import Any, Optional
 
@@ -57,6 +68,16 @@ from jaxbdl import resume
 from jaxbdl import train
 
 TABLE_COLUMNS = ("run", "test_rmse", "test_log_lik", "final_train_loss")
+# Config fields that may change when a run is resumed (they do not change
+# what the run computes, only how long, how often it is saved, on which
+# devices, and what happens after a NaN); every other field is part of the
+# run's fingerprint.
+RESUMABLE_FIELDS = ("num_epochs", "checkpoint_every_epochs", "keep",
+                    "parallel", "on_nonfinite")
+# Exit codes of main() (sysexits.h): another process holds the workdir;
+# the checkpoints belong to a different run (config/data/versions).
+LOCKED_EXIT_CODE = 73      # EX_CANTCREAT
+MISMATCH_EXIT_CODE = 78    # EX_CONFIG
 
 
 def _validate(config) -> None:
@@ -135,9 +156,25 @@ def _evaluate(apply, params, x_test, y_test, y_std, noise_scale) -> dict:
                                                                  y_std))}
 
 
+def fingerprint(config, d: dict) -> dict:
+  """What defines this run: the config without :data:`RESUMABLE_FIELDS`, the
+  digests of the train and test arrays, and the package versions."""
+  fields = {k: v for k, v in config.to_dict().items()
+            if k not in RESUMABLE_FIELDS}
+  fields["data"] = d["name"]
+  return resume.run_fingerprint(
+      fields, test={"x": d["x_test"], "y": d["y_test"]},
+      train={"x": d["x_train"], "y": d["y_train"]},
+      y_std=np.float64(d["y_std"]))
+
+
 def run(config, workdir: str, data_dir: Optional[str] = None,
-        sleep_per_chunk: float = 0.0) -> dict:
-  """Trains (or resumes) the fit and writes the outputs; returns the results."""
+        sleep_per_chunk: float = 0.0, overwrite: bool = False) -> dict:
+  """Trains (or resumes) the fit and writes the outputs; returns the results.
+
+  With several processes every process calls it (same arguments); process 0
+  alone writes the files.
+  """
   _validate(config)
   workdir = results_lib.ensure_workdir(workdir)
   d = load_data(config, data_dir)
@@ -189,10 +226,11 @@ def run(config, workdir: str, data_dir: Optional[str] = None,
       checkpoint_dir=os.path.join(workdir, "checkpoints"),
       checkpoint_every_epochs=int(config.checkpoint_every_epochs),
       keep=int(config.keep), on_nonfinite=config.on_nonfinite,
-      on_checkpoint=on_checkpoint)
+      on_checkpoint=on_checkpoint, fingerprint=fingerprint(config, d),
+      overwrite=overwrite)
   seconds = time.time() - t0
 
-  final = jax.device_get(res.state.params)
+  final = distributed.to_host(res.state.params)
   ev = jax.device_get(_evaluate(apply, final, d["x_test"], d["y_test"],
                                 jnp.float32(d["y_std"]),
                                 jnp.float32(config.noise_scale)))
@@ -209,10 +247,13 @@ def run(config, workdir: str, data_dir: Optional[str] = None,
   results = {
       "data": d["name"], "num_train": int(n), "num_test": int(len(y_te)),
       "parallel": config.parallel, "num_devices": strategy.num_devices,
+      "num_processes": jax.process_count(),
       "num_epochs": int(config.num_epochs), "resumed_from": res.resumed_from,
       "seconds": seconds, "rows": rows,
       "train_loss": np.asarray(res.history["loss"]),
       "config": config.to_dict()}
+  if not distributed.is_chief():
+    return results
   results_lib.atomic_write_bytes(os.path.join(workdir, "final_params.npz"),
                                  _npz_bytes(final))
   results_lib.write_outputs(workdir, results, table)
@@ -246,6 +287,9 @@ def _define_flags() -> None:
       "coordinator_address", None, "host:port of process 0 (multi-host).")
   flags.DEFINE_integer("num_processes", 1, "Number of processes (multi-host).")
   flags.DEFINE_integer("process_id", 0, "This process's index.")
+  flags.DEFINE_bool(
+      "overwrite", False, "Delete the workdir's checkpoints and start over "
+      "(needed to re-run a workdir with changed settings).")
 
 
 def main(argv):
@@ -253,8 +297,21 @@ def main(argv):
   f = flags.FLAGS
   distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
   workdir = results_lib.ensure_workdir(f.workdir)
-  res = run(f.config, workdir, f.data_dir, f.sleep_per_chunk)
-  print(results_lib.markdown_table(res["rows"], TABLE_COLUMNS, precision=4))
+  try:
+    # The workdir's lock, held for the whole run (results files included).
+    with resume.workdir_lock(workdir):
+      res = run(f.config, workdir, f.data_dir, f.sleep_per_chunk, f.overwrite)
+  except resume.WorkdirLockedError as e:
+    print(f"train_resumable: {e}", file=sys.stderr)
+    sys.exit(LOCKED_EXIT_CODE)
+  except resume.RunMismatchError as e:
+    print(f"train_resumable: {e}", file=sys.stderr)
+    sys.exit(MISMATCH_EXIT_CODE)
+  except resume.Preempted as e:
+    print(f"train_resumable: {e}", file=sys.stderr)
+    sys.exit(e.exit_code)
+  if distributed.is_chief():
+    print(results_lib.markdown_table(res["rows"], TABLE_COLUMNS, precision=4))
 
 
 if __name__ == "__main__":

@@ -51,11 +51,10 @@ import optax
 from experiments import launch
 from jaxbdl import checkpoint
 from jaxbdl import data as data_lib
-from jaxbdl import likelihoods
+from jaxbdl.bayes import likelihoods
 from jaxbdl import metrics
 from jaxbdl import networks
 from jaxbdl import objectives
-from jaxbdl import priors
 from jaxbdl import results as results_lib
 from jaxbdl import train
 from jaxbdl import transfer
@@ -78,7 +77,8 @@ def _loss_fn(model, num_data: int, trainable=None):
   """
   loss_fn = objectives.scale_loss(
       objectives.make_map_loss_fn(objectives.flax_train_apply(model),
-                                  likelihoods.categorical, priors.flat,
+                                  likelihoods.categorical_log_prob,
+                                  lambda p: 0.0,
                                   num_data), 1.0 / num_data)
   if trainable is None:
     return loss_fn

@@ -7,7 +7,11 @@
 
 ``--data_dir`` is the ROOT holding data-set folders (e.g.
 /work/shared/data/uci) or one data-set folder. For every (data set, method)
-all splits train as one vmapped, jitted program (``jaxbdl.uci_benchmark``).
+all splits train as one vmapped, jitted program (``experiments.uci_protocol``
+over ``jaxbdl.bayes.registry``). Every method is scored on a validation part
+of each TRAINING split (after a hyper-parameter grid when ``--grid_search``),
+and the per-data-set ``best_by_validation`` method is chosen on that score
+only; the test split is scored once, after every choice.
 Outputs in ``--workdir``: ``results.json`` (per data set and method:
 ``rmse_mean``, ``rmse_se``, ``ll_mean``, ``ll_se`` in original units, a
 ``per_split`` list, ``seconds``), ``results.md`` (jaxbdl beside the published
@@ -31,7 +35,8 @@ from ml_collections import config_flags
 from experiments import reference_results as ref
 from jaxbdl import data as data_lib
 from jaxbdl import results as results_lib
-from jaxbdl import uci_benchmark
+from jaxbdl.bayes import registry
+from experiments import uci_protocol
 
 def _define_flags() -> None:
   """Defines the flags; only when run as a program, so that several
@@ -119,7 +124,7 @@ def make_table(results: dict) -> str:
   table = results_lib.markdown_table(rows, precision=2) if rows else ""
   checks = [
       "", "Targets: (a) mfvi beats published VI on both RMSE and LL; "
-      "(b) the best jaxbdl method (per metric) is within one SE "
+      "(b) the jaxbdl method chosen on validation data is within one SE "
       "(of the MC-dropout number) of, or better than, MC dropout.", "",
       "| dataset | (a) mfvi < VI RMSE | (a) mfvi > VI LL | best RMSE (method) "
       "| (b) RMSE | best LL (method) | (b) LL |", "|---|---|---|---|---|---|---|"]
@@ -133,26 +138,41 @@ def make_table(results: dict) -> str:
   return table + "\n".join(checks) + "\n"
 
 
+def best_by_validation(by_method: dict) -> Optional[dict]:
+  """The method with the highest mean VALIDATION log-likelihood (held-out
+  rows of the training splits) and its test metrics; never test-selected."""
+  scored = {m: r for m, r in by_method.items() if "valid_ll_mean" in r
+            and np.isfinite(r["valid_ll_mean"])}
+  if not scored:
+    return None
+  best = max(scored, key=lambda m: scored[m]["valid_ll_mean"])
+  r = scored[best]
+  return {"method": best, "valid_ll_mean": r["valid_ll_mean"],
+          "rmse_mean": r["rmse_mean"], "rmse_se": r["rmse_se"],
+          "ll_mean": r["ll_mean"], "ll_se": r["ll_se"]}
+
+
 def compute_checks(name: str, by_method: dict) -> Optional[dict]:
-  """The target checks for one data set (None without reference numbers)."""
-  if name not in ref.RMSE or not by_method:
+  """The target checks for one data set (None without reference numbers).
+
+  (b) compares the method chosen on VALIDATION data (:func:`best_by_validation`)
+  with MC dropout's published column; nothing is chosen by test score.
+  """
+  best = best_by_validation(by_method)
+  if name not in ref.RMSE or best is None:
     return None
   vi_r, vi_l = ref.RMSE[name]["vi"][0], ref.LOG_LIKELIHOOD[name]["vi"][0]
   mc_r, mc_rse = ref.RMSE[name]["mc_dropout"]
   mc_l, mc_lse = ref.LOG_LIKELIHOOD[name]["mc_dropout"]
-  best_r = min(by_method, key=lambda m: by_method[m]["rmse_mean"])
-  best_l = max(by_method, key=lambda m: by_method[m]["ll_mean"])
   out = {
-      "best_rmse_method": best_r, "best_rmse": by_method[best_r]["rmse_mean"],
-      "best_ll_method": best_l, "best_ll": by_method[best_l]["ll_mean"],
-      # Within one SE: compare against the published mean +- its SE, or our
-      # SE, whichever is larger.
+      "best_rmse_method": best["method"], "best_rmse": best["rmse_mean"],
+      "best_ll_method": best["method"], "best_ll": best["ll_mean"],
+      # Within one SE: against the published mean +- its SE or our SE,
+      # whichever is larger.
       "rmse_within_mc_dropout": bool(
-          by_method[best_r]["rmse_mean"]
-          <= mc_r + max(mc_rse, by_method[best_r]["rmse_se"])),
+          best["rmse_mean"] <= mc_r + max(mc_rse, best["rmse_se"])),
       "ll_within_mc_dropout": bool(
-          by_method[best_l]["ll_mean"]
-          >= mc_l - max(mc_lse, by_method[best_l]["ll_se"])),
+          best["ll_mean"] >= mc_l - max(mc_lse, best["ll_se"])),
   }
   if "mfvi" in by_method:
     out["mfvi_beats_vi_rmse"] = bool(by_method["mfvi"]["rmse_mean"] < vi_r)
@@ -200,6 +220,7 @@ def _grid_summary(r: dict) -> dict:
   fields = sorted(r["grid"])
   return {
       "grid": {f: [float(v) for v in r["grid"][f]] for f in fields},
+      "grid_criterion": "validation log-likelihood",
       "grid_valid_ll_mean": [float(v) for v in np.mean(r["valid_ll"], 1)],
       "grid_valid_rmse_mean": [float(v) for v in np.mean(r["valid_rmse"], 1)],
       "chosen": [int(c) for c in r["chosen"]],
@@ -211,8 +232,7 @@ def _grid_summary(r: dict) -> dict:
 
 def run(config, workdir: str) -> dict:
   """Runs the benchmark described by ``config``; writes outputs to ``workdir``."""
-  methods = uci_benchmark.check_method_names(
-      [m.strip() for m in str(config.method).split(",")])
+  methods = registry.check_names(str(config.method))
   if config.num_splits < 0:
     raise ValueError(f"num_splits must be >= 0, got {config.num_splits}")
   datasets = resolve_datasets(config.data_dir, config.dataset)
@@ -234,15 +254,10 @@ def run(config, workdir: str) -> dict:
       logging.info("%s / %s: %d splits, %d train points", name, method, n,
                    splits.x_train.shape[1])
       grid = _method_grid(config, method)
-      if grid is None:
-        r = uci_benchmark.evaluate(method, splits, config,
-                                   jax.random.fold_in(key, 0), np.arange(n))
-      else:
-        r = uci_benchmark.grid_search(
-            method, splits, config, jax.random.fold_in(key, 0), grid,
-            np.arange(n), float(config.grid_valid_fraction),
-            str(config.grid_criterion))
-      s = uci_benchmark.summarise(r)
+      r = uci_protocol.select_and_evaluate(
+          method, splits, config, jax.random.fold_in(key, 0), grid,
+          np.arange(n), float(config.grid_valid_fraction))
+      s = uci_protocol.summarise(r)
       if grid is not None:
         s.update(_grid_summary(r))
       s["first_loss"] = float(np.mean(r["first_loss"]))
@@ -251,6 +266,9 @@ def run(config, workdir: str) -> dict:
       logging.info("%s / %s: RMSE %.3f +- %.3f, LL %.3f +- %.3f (%.0f s)",
                    name, method, s["rmse_mean"], s["rmse_se"], s["ll_mean"],
                    s["ll_se"], s["seconds"])
+      best = best_by_validation(results["datasets"][name])
+      if best is not None:
+        results.setdefault("best_by_validation", {})[name] = best
       chk = compute_checks(name, results["datasets"][name])
       if chk is not None:
         results["checks"][name] = chk

@@ -22,7 +22,8 @@ import optax
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import diagnostics, likelihoods, networks, train
+from jaxbdl import diagnostics, networks, train
+from jaxbdl.bayes import likelihoods
 from jaxbdl import results as results_lib
 
 def _validate(config):
@@ -39,7 +40,7 @@ def _validate(config):
 
 
 def _example_loss(y, out):
-  return -likelihoods.categorical(y, out)
+  return -likelihoods.categorical_log_prob(y, out)
 
 
 def run(config, workdir: str) -> dict:
@@ -63,7 +64,7 @@ def run(config, workdir: str) -> dict:
     def loss_fn(params, model_state, batch, key, model=apply_model):
       del key
       out = model.apply({"params": params}, batch["x"])
-      loss = -jnp.mean(likelihoods.categorical(batch["y"], out))
+      loss = -jnp.mean(likelihoods.categorical_log_prob(batch["y"], out))
       return loss, (model_state, {})
 
     fit = train.make_fit(loss_fn, opt, num_epochs=config.train_epochs,

@@ -16,7 +16,7 @@ _SUBMODULES = (
     "estimators", "gp", "kernels", "likelihoods", "linear_models", "maml",
     "mc_dropout", "metrics", "networks", "nngp", "objectives", "parallel",
     "priors", "quadrature", "results", "resume", "train", "transfer",
-    "uci_benchmark", "vi",
+    "vi",
 )
 
 __all__ = list(_SUBMODULES)

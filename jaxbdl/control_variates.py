@@ -33,25 +33,36 @@ estimator with the same contract:
   ``.surrogate``;
 * stateful CV: a :class:`StatefulEstimator`:
   ``est(f, dist)(params, key, num_samples, cv_state) -> (grads, new_cv_state)``
-  with ``cv_state = est.init(params)``; the state is a NamedTuple.
+  with ``cv_state = est.init(params)``; the state is a NamedTuple; its
+  ``.surrogate(f, dist)(params, key, num_samples, cv_state) -> (loss,
+  new_cv_state)`` trains with ``jax.grad(loss_fn, has_aux=True)``.
+
+Both keep the wrapped estimator's ``reparameterized`` flag. Surrogates are
+linear in the parameters: ``loss = sg(mean_i f(x_i)) + <sg(g_cv), theta -
+sg(theta)>``, where ``g_cv`` is the CV-corrected estimate of THIS call (same
+key, so the baseline is the one applied to the samples that were used) and
+``f(x_i)`` are the values the baseline was computed from (no extra
+evaluations when the CV has a baseline).
 
 Provided CVs:
 
 * :func:`moving_average_baseline` (stateful): ``b`` = bias-corrected
-  exponential moving average of ``f`` over past calls. The baseline used in a
+  exponential moving average of ``f`` over past calls, optionally with the
+  early-training decay ``decay_i = min(decay, (1 + i) / (10 + i))`` of
+  optax's former ``moving_avg_baseline``. The baseline used in a
   call comes from the state BEFORE this call's samples are folded in, so it is
   independent of them and the estimator stays exactly unbiased.
 * :func:`leave_one_out_baseline` (Kool, van Hoof & Welling 2019):
   ``b_i = mean_{j != i} f(x_j)``; unbiased; needs ``num_samples >= 2``.
-* :func:`delta_method` (sec. 7.1 there; Paisley, Blei & Jordan 2012), Normal
-  only: the second-order Taylor expansion of ``f`` at
-  ``m = stop_gradient(loc)``,
+* :func:`delta_method` (sec. 7.1 there; Paisley, Blei & Jordan 2012), any
+  distribution with ``mean`` and ``covariance`` (Normal, Laplace, Gamma,
+  Beta, Dirichlet, multivariate Normals, ...): the second-order Taylor
+  expansion of ``f`` at ``m = stop_gradient(mu)``, ``mu = dist.mean``,
   ``h(x) = f(m) + grad f(m)^T (x - m) + 0.5 (x - m)^T H(m) (x - m)``,
   with ``E_q[h] = f(m) + grad f(m)^T (mu - m)
-  + 0.5 [(mu - m)^T H (mu - m) + sum_d H_dd sigma_d^2]`` for a diagonal
-  Gaussian (only the diagonal of ``H`` enters the expectation; the cross
-  terms have zero mean but are kept in ``h`` because they cancel noise).
-  So ``grad_mu E[h] = grad f(m)`` and ``grad_sigma E[h] = diag(H) * sigma``.
+  + 0.5 [(mu - m)^T H (mu - m) + tr(H Sigma)]``, ``Sigma = dist.covariance``
+  (for a diagonal Gaussian ``tr(H Sigma) = sum_d H_dd sigma_d^2``, so
+  ``grad_mu E[h] = grad f(m)`` and ``grad_sigma E[h] = diag(H) * sigma``).
   Cost per call: one gradient and one Hessian of ``f`` at the mean
   (``D`` Hessian-vector products, ``[D, D]`` memory for ``D = loc.size``),
   plus running the estimator a second time on ``h``. Exact (zero variance)
@@ -134,10 +145,16 @@ class StatefulEstimator(NamedTuple):
     init: ``(params) -> cv_state``.
     samples: ``(f, dist) -> fn(params, key, num_samples, cv_state) ->
       (grads [S, ...], new_cv_state)``.
+    surrogate: ``(f, dist) -> loss(params, key, num_samples, cv_state) ->
+      (scalar, new_cv_state)``; ``jax.grad(loss, has_aux=True)`` gives the
+      averaged estimate of ``samples`` (same key, same state) and the state.
+    reparameterized: the wrapped estimator's flag.
   """
   name: str
   init: Callable[[Params], CvState]
   samples: Callable[..., Callable[..., tuple[Params, CvState]]]
+  surrogate: Callable[..., Callable[..., tuple[Array, CvState]]] | None = None
+  reparameterized: bool = False
 
   def __call__(self, f: Fn, dist: dists.Distribution):
     """``grad_fn(params, key, num_samples, cv_state) -> (grads, new_state)``."""
@@ -222,7 +239,8 @@ def _one(x):
 
 
 def _cv_samples(estimator: ests.Estimator, cv: ControlVariate, coefficient):
-  """(f, dist) -> fn(params, key, S, state) -> (grads [S, ...], new_state)."""
+  """(f, dist) -> fn(params, key, S, state) -> (grads [S, ...], new_state,
+  f_values [S] or None)."""
 
   def make(f: Fn, dist: dists.Distribution):
     g_f_fn = estimator.samples(f, dist)
@@ -254,11 +272,42 @@ def _cv_samples(estimator: ests.Estimator, cv: ControlVariate, coefficient):
       new_state = state
       if cv.update is not None:
         new_state = cv.update(f_values, state)
-      return grads, new_state
+      return grads, new_state, f_values
 
     return fn
 
   return make
+
+
+def _cv_surrogate(make):
+  """(f, dist) -> loss(params, key, S, state) -> (scalar, new_state).
+
+  ``loss = sg(mean_i f(x_i)) + sum <sg(mean_i g_i), theta - sg(theta)>``:
+  value the MC estimate of ``E_q[f]`` at the :func:`estimators.draw_samples`
+  points (reusing the baseline's ``f`` values), gradient the CV-corrected
+  estimate of the same call.
+  """
+
+  def make_loss(f, dist):
+    fn = make(f, dist)
+
+    def loss(params, key, num_samples, state):
+      sg_params = jax.lax.stop_gradient(params)
+      per_sample, new_state, f_values = fn(sg_params, key, num_samples, state)
+      if f_values is None:
+        xs = ests.draw_samples(dist, sg_params, key, num_samples)
+        f_values = jax.vmap(f)(xs)
+      grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), per_sample)
+      lin = sum(jnp.sum(jax.lax.stop_gradient(g) *
+                        (p - jax.lax.stop_gradient(p)))
+                for g, p in zip(jax.tree.leaves(grads),
+                                jax.tree.leaves(params)))
+      value = jax.lax.stop_gradient(jnp.mean(f_values))
+      return value + lin, new_state
+
+    return loss
+
+  return make_loss
 
 
 def with_control_variate(
@@ -299,14 +348,26 @@ def with_control_variate(
   name = f"{estimator.name}+{cv.name}"
   make = _cv_samples(estimator, cv, coefficient)
   if cv.init is not None:
-    return StatefulEstimator(name, cv.init, make)
+
+    def stateful(f, dist):
+      fn = make(f, dist)
+      return lambda *args: fn(*args)[:2]
+
+    return StatefulEstimator(name, cv.init, stateful, _cv_surrogate(make),
+                             reparameterized=estimator.reparameterized)
 
   def samples(f, dist):
     fn = make(f, dist)
     return lambda params, key, num_samples: fn(params, key, num_samples,
                                                None)[0]
 
-  return ests.Estimator(name, samples, ests.linearized_surrogate(samples))
+  def surrogate(f, dist):
+    loss = _cv_surrogate(make)(f, dist)
+    return lambda params, key, num_samples: loss(params, key, num_samples,
+                                                 None)[0]
+
+  return ests.Estimator(name, samples, surrogate,
+                        reparameterized=estimator.reparameterized)
 
 
 # ---------------------------------------------------------------------------
@@ -319,21 +380,31 @@ class MovingAverageState(NamedTuple):
   Attributes:
     average: the (biased) exponential moving average of ``f``, scalar.
     count: number of updates so far, int32 scalar.
+    weight: ``1 - prod_j decay_j``, the total weight of the average (its
+      zero-debiasing divisor; ``1 - decay^count`` for a constant decay).
   """
   average: Array
   count: Array
+  weight: Array
 
 
-def moving_average_baseline(decay: float = 0.9) -> ControlVariate:
+def moving_average_baseline(
+    decay: float = 0.9,
+    use_decay_early_training_heuristic: bool = False) -> ControlVariate:
   """Baseline ``b`` = bias-corrected EMA of past calls' mean ``f``.
 
-  ``avg_t = decay * avg_{t-1} + (1 - decay) * mean_i f(x_i)`` and
-  ``b = avg / (1 - decay^t)`` (Adam-style zero-debiasing; ``b = 0`` before
-  the first update). The baseline of a call is read before its update, so it
-  does not depend on the call's samples (unbiased).
+  ``avg_i = decay_i * avg_{i-1} + (1 - decay_i) * mean_j f(x_j)`` and
+  ``b = avg / (1 - prod_i decay_i)`` (Adam-style zero-debiasing; ``b = 0``
+  before the first update). ``decay_i = decay``, or with
+  ``use_decay_early_training_heuristic`` ``decay_i = min(decay, (1 + i) /
+  (10 + i))`` for update ``i = 0, 1, ...`` (optax's former
+  ``moving_avg_baseline``: the average forgets its first, poor values
+  faster). The baseline of a call is read before its update, so it does not
+  depend on the call's samples (unbiased).
 
   Args:
     decay: in [0, 1).
+    use_decay_early_training_heuristic: see above.
   """
   if not 0.0 <= decay < 1.0:
     raise ValueError(f"decay must be in [0, 1), got {decay}")
@@ -341,18 +412,23 @@ def moving_average_baseline(decay: float = 0.9) -> ControlVariate:
   def init(params):
     del params
     return MovingAverageState(jnp.zeros((), jnp.float32),
-                              jnp.zeros((), jnp.int32))
+                              jnp.zeros((), jnp.int32),
+                              jnp.zeros((), jnp.float32))
 
   def baseline(f_values, state):
-    correction = 1.0 - jnp.power(decay, state.count.astype(jnp.float32))
-    b = jnp.where(state.count > 0,
-                  state.average / jnp.where(state.count > 0, correction, 1.0),
-                  0.0)
+    ok = state.weight > 0
+    b = jnp.where(ok, state.average / jnp.where(ok, state.weight, 1.0), 0.0)
     return jnp.broadcast_to(b, f_values.shape)
 
   def update(f_values, state):
-    avg = decay * state.average + (1.0 - decay) * jnp.mean(f_values)
-    return MovingAverageState(avg.astype(jnp.float32), state.count + 1)
+    d = jnp.asarray(decay, jnp.float32)
+    if use_decay_early_training_heuristic:
+      i = state.count.astype(jnp.float32)
+      d = jnp.minimum(d, (1.0 + i) / (10.0 + i))
+    avg = d * state.average + (1.0 - d) * jnp.mean(f_values)
+    weight = 1.0 - d * (1.0 - state.weight)
+    return MovingAverageState(avg.astype(jnp.float32), state.count + 1,
+                              weight.astype(jnp.float32))
 
   return ControlVariate("moving_average_baseline", init=init,
                         baseline=baseline, update=update)
@@ -377,48 +453,46 @@ def leave_one_out_baseline() -> ControlVariate:
                         couples_samples=True)
 
 
-def _flat_normal(dist, params):
-  if dist.name != dists.Normal.name:
-    raise ValueError(f"delta_method supports only the Normal distribution, "
-                     f"got {dist.name}")
-  p = dists.check_params("Normal", params, dists.Normal.param_names)
-  return p["loc"], p["scale"]
+def _moments(dist, params):
+  """``(mean [D], covariance [D, D], event_shape)`` from the capabilities."""
+  if dist.mean is None or dist.covariance is None:
+    raise ValueError(f"delta_method needs a distribution with mean and "
+                     f"covariance (Distribution.mean/.covariance); "
+                     f"{dist.name} has none")
+  mean = dist.mean(params)
+  return mean.reshape(-1), dist.covariance(params), mean.shape
 
 
 def delta_method() -> ControlVariate:
-  """Second-order Taylor expansion of ``f`` at the mean (Normal only).
+  """Second-order Taylor expansion of ``f`` at the mean.
 
-  See the module docstring for ``h`` and ``E_q[h]``.
+  Any distribution with ``mean`` and ``covariance``; see the module
+  docstring for ``h`` and ``E_q[h]``.
   """
 
-  def taylor(f, loc):
-    shape, d = loc.shape, loc.size
-    m = jax.lax.stop_gradient(loc).reshape(d)
+  def taylor(f, mean_d, shape):
+    m = jax.lax.stop_gradient(mean_d)
     f_flat = lambda z: f(z.reshape(shape))
-    f_m = f_flat(m)
-    g_d = jax.grad(f_flat)(m)
-    h_dxd = jax.hessian(f_flat)(m)
-    return shape, d, m, f_m, g_d, h_dxd
+    return m, f_flat(m), jax.grad(f_flat)(m), jax.hessian(f_flat)(m)
 
   def function(f, dist, frozen_params, state):
     del state
-    loc, _ = _flat_normal(dist, frozen_params)
-    shape, d, m, f_m, g_d, h_dxd = taylor(f, loc)
+    mean_d, _, shape = _moments(dist, frozen_params)
+    m, f_m, g_d, h_dxd = taylor(f, mean_d, shape)
 
     def h(x):
-      dx = x.reshape(d) - m
+      dx = x.reshape(-1) - m
       return f_m + g_d @ dx + 0.5 * dx @ (h_dxd @ dx)
 
     return h
 
   def expected_value(f, dist, params, state):
     del state
-    loc, scale = _flat_normal(dist, params)
-    _, d, m, f_m, g_d, h_dxd = taylor(f, loc)
-    dmu = loc.reshape(d) - m  # zero in value, identity in gradient
-    var = jnp.square(scale.reshape(d))
+    mean_d, cov_dxd, shape = _moments(dist, params)
+    m, f_m, g_d, h_dxd = taylor(f, mean_d, shape)
+    dmu = mean_d - m  # zero in value, identity in gradient
     return (f_m + g_d @ dmu +
-            0.5 * (dmu @ (h_dxd @ dmu) + jnp.sum(jnp.diagonal(h_dxd) * var)))
+            0.5 * (dmu @ (h_dxd @ dmu) + jnp.sum(h_dxd * cov_dxd)))
 
   return ControlVariate("delta_method", function=function,
                         expected_value=expected_value)

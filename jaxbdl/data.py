@@ -137,37 +137,71 @@ def _require_file(path: str) -> str:
   return path
 
 
+def _lines(path: str):
+  """Yields ``(line_no, text)`` of a text file; a byte that is not UTF-8
+  raises ValueError naming the file, line and byte."""
+  with open(_require_file(path), "rb") as f:
+    for line_no, raw in enumerate(f, start=1):
+      try:
+        yield line_no, raw.decode("utf-8")
+      except UnicodeDecodeError as e:
+        raise ValueError(
+            f"{path}: line {line_no}: byte {raw[e.start:e.start + 1]!r} at "
+            f"column {e.start + 1} is not UTF-8 text (a number file must be "
+            "plain ASCII)") from None
+
+
+def _read_numbers_with_lines(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """Whitespace-separated numbers of ``path`` (float64) and their lines."""
+  values, lines = [], []
+  for line_no, text in _lines(path):
+    for token in text.split():
+      try:
+        values.append(float(token))
+      except ValueError:
+        raise ValueError(f"{path}: line {line_no}: cannot parse {token!r} "
+                         "as a number") from None
+      lines.append(line_no)
+  return np.array(values, dtype=np.float64), np.array(lines, dtype=np.int64)
+
+
 def _read_numbers(path: str) -> np.ndarray:
   """Reads whitespace-separated numbers in ``path`` as a flat float64 array."""
-  with open(_require_file(path)) as f:
-    tokens = f.read().split()
-  try:
-    return np.array([float(t) for t in tokens], dtype=np.float64)
-  except ValueError as e:
-    raise ValueError(f"{path}: cannot parse a number ({e})") from e
+  return _read_numbers_with_lines(path)[0]
 
 
 def _read_indices(path: str, upper: int, what: str) -> np.ndarray:
-  """Reads 0-based indices (ints or integral floats such as ``3.0``)."""
-  values = _read_numbers(path)
+  """Reads 0-based indices (ints or integral floats such as ``3.0``).
+
+  Range is checked on the float values, before any integer conversion, so
+  ``1e20`` is reported as itself (not as a wrapped int64).
+  """
+  values, lines = _read_numbers_with_lines(path)
   if values.size == 0:
     raise ValueError(f"{path}: no indices in the file")
-  if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
-    bad = values[~np.isfinite(values) | (values != np.round(values))][0]
-    raise ValueError(f"{path}: index {bad} is not an integer")
-  idx = values.astype(np.int64)
-  out = (idx < 0) | (idx >= upper)
+  bad = ~np.isfinite(values) | (values != np.round(values))
+  if np.any(bad):
+    i = int(np.argmax(bad))
+    raise ValueError(f"{path}: line {lines[i]}: index {float(values[i])!r} is not "
+                     "an integer")
+  out = (values < 0) | (values >= upper)
   if np.any(out):
-    raise ValueError(f"{path}: {what} index {int(idx[out][0])} is out of range "
-                     f"[0, {upper})")
+    i = int(np.argmax(out))
+    shown = (int(values[i]) if abs(values[i]) < 2 ** 53 else float(values[i]))
+    raise ValueError(f"{path}: line {lines[i]}: {what} index {shown} is out "
+                     f"of range [0, {upper})")
+  idx = values.astype(np.int64)
   if np.unique(idx).size != idx.size:
-    raise ValueError(f"{path}: duplicate {what} indices")
+    uniq, counts = np.unique(idx, return_counts=True)
+    raise ValueError(f"{path}: duplicate {what} indices (first: "
+                     f"{int(uniq[counts > 1][0])})")
   return idx
 
 
 def _read_scalar_int(path: str) -> int:
   values = _read_numbers(path)
-  if values.size != 1 or values[0] != round(values[0]):
+  if (values.size != 1 or not np.isfinite(values[0])
+      or values[0] != round(values[0]) or abs(values[0]) > 2 ** 31):
     raise ValueError(f"{path}: expected one integer, got {values.tolist()}")
   return int(values[0])
 
@@ -176,20 +210,19 @@ def _read_table(path: str) -> np.ndarray:
   """Reads ``data.txt``: rectangular, finite; errors name row and column."""
   rows = []
   width = None
-  with open(_require_file(path)) as f:
-    for line_no, line in enumerate(f, start=1):
-      tokens = line.split()
-      if not tokens:
-        continue  # Blank lines (e.g. a trailing one) carry no row.
-      if width is None:
-        width = len(tokens)
-      elif len(tokens) != width:
-        raise ValueError(f"{path}: ragged rows: line {line_no} has "
-                         f"{len(tokens)} columns, the first row has {width}")
-      try:
-        rows.append([float(t) for t in tokens])
-      except ValueError as e:
-        raise ValueError(f"{path}: line {line_no}: {e}") from e
+  for line_no, line in _lines(path):
+    tokens = line.split()
+    if not tokens:
+      continue  # Blank lines (e.g. a trailing one) carry no row.
+    if width is None:
+      width = len(tokens)
+    elif len(tokens) != width:
+      raise ValueError(f"{path}: ragged rows: line {line_no} has "
+                       f"{len(tokens)} columns, the first row has {width}")
+    try:
+      rows.append([float(t) for t in tokens])
+    except ValueError as e:
+      raise ValueError(f"{path}: line {line_no}: {e}") from None
   if not rows:
     raise ValueError(f"{path}: no data rows")
   data = np.array(rows, dtype=np.float64)
@@ -274,12 +307,50 @@ def load_uci(data_dir: str) -> UCIDataset:
                     test_idx=test_idx, n_splits=n_splits, meta=meta)
 
 
-def _mean_std(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Training mean and std (ddof 0); a zero std becomes 1."""
-  mean = a.mean(axis=0)
-  std = a.std(axis=0)
+_F32 = np.finfo(np.float32)
+
+
+def _mean_std(a: np.ndarray, name: str = "x") -> tuple[np.ndarray,
+                                                      np.ndarray]:
+  """Training mean and std (ddof 0, float64); a zero std becomes 1.
+
+  Computed on ``a / max|a|`` per feature, so values near 1e300 do not
+  overflow the squares and values near 1e-300 do not underflow them. The
+  statistics must be representable in float32 (the dtype of the returned
+  splits): a feature whose mean or std is beyond ``3.4e38`` or whose std is
+  below float32's smallest normal ``1.2e-38`` (but not 0) raises ValueError
+  naming the feature, rather than silently giving inf / 0 / all-zero data.
+  """
+  a = np.asarray(a, np.float64)
+  scale = np.max(np.abs(a), axis=0) if a.shape[0] else np.ones(a.shape[1:])
+  scale = np.where(scale > 0, scale, 1.0)
+  z = a / scale
+  mean_z = z.mean(axis=0)
+  std_z = z.std(axis=0)
+  mean, std = mean_z * scale, std_z * scale
+  for stat, values in (("mean", mean), ("std", std), ("max |value|", scale)):
+    big = np.atleast_1d(np.abs(values) > _F32.max)
+    if np.any(big):
+      i = int(np.argmax(big))
+      raise ValueError(
+          f"{name}{_index(a, i)}: training {stat} "
+          f"{float(np.atleast_1d(values)[i]):.3g} is beyond float32's range "
+          f"(max {float(_F32.max):.3g}); rescale the data (change units)")
+  tiny = np.atleast_1d((std > 0) & (std < _F32.tiny))
+  if np.any(tiny):
+    i = int(np.argmax(tiny))
+    raise ValueError(
+        f"{name}{_index(a, i)}: training std {float(np.atleast_1d(std)[i]):.3g}"
+        f" is below float32's smallest normal {float(_F32.tiny):.3g}; rescale "
+        "the data (change units) rather than treat it as constant")
   std = np.where(std > 0, std, 1.0)
   return mean, std
+
+
+def _index(a: np.ndarray, flat: int) -> str:
+  if a.ndim <= 1:
+    return ""
+  return str([int(i) for i in np.unravel_index(flat, a.shape[1:])])
 
 
 def uci_split(dataset: UCIDataset, split: int) -> UCISplit:
@@ -300,8 +371,9 @@ def uci_split(dataset: UCIDataset, split: int) -> UCISplit:
   x = dataset.data[:, dataset.feature_idx]
   y = dataset.data[:, dataset.target_idx]
   tr, te = dataset.train_idx[split], dataset.test_idx[split]
-  x_mean, x_std = _mean_std(x[tr])
-  y_mean, y_std = _mean_std(y[tr])
+  where = f"{dataset.name} split {split}"
+  x_mean, x_std = _mean_std(x[tr], f"{where}: feature column")
+  y_mean, y_std = _mean_std(y[tr], f"{where}: target")
   f32 = lambda a: np.asarray(a, dtype=np.float32)
   return UCISplit(
       x_train=f32((x[tr] - x_mean) / x_std),
@@ -388,7 +460,7 @@ def load_breast_cancer(add_bias: bool = False,
   d = datasets.load_breast_cancer()
   x = np.asarray(d.data, np.float64)
   if standardised:
-    mean, std = _mean_std(x)
+    mean, std = _mean_std(x, "breast cancer feature")
     x = (x - mean) / std
   if add_bias:
     x = np.concatenate([x, np.ones((x.shape[0], 1))], axis=1)
@@ -444,7 +516,10 @@ def train_test_split_arrays(key_or_seed: Union[jax.Array, int],
 def standardise(x_train: Any, *x_others: Any):
   """Standardises arrays with the training statistics (per feature, axis 0).
 
-  A constant training feature gets std 1.
+  A constant training feature gets std 1. Statistics are computed in
+  float64 on values divided by each feature's max magnitude, so neither
+  1e200 nor 1e-300 overflows or underflows silently; statistics that float32
+  cannot hold raise instead (see Raises).
 
   Example::
 
@@ -457,6 +532,11 @@ def standardise(x_train: Any, *x_others: Any):
   Returns:
     ``(arrays, mean, std)``: a list ``[x_train_s, *x_others_s]`` in float32,
     and ``mean``, ``std`` of shape ``x_train.shape[1:]``.
+
+  Raises:
+    ValueError: NaN/inf, mismatched trailing shapes, no examples, or a
+      feature whose mean / std / standardised values are outside float32's
+      range (|v| > 3.4e38, or 0 < std < 1.2e-38), naming the column.
   """
   x_train = np.asarray(check_finite("x_train", x_train), np.float64)
   others = [np.asarray(check_finite(f"x_others[{i}]", a), np.float64)
@@ -465,8 +545,21 @@ def standardise(x_train: Any, *x_others: Any):
     if a.shape[1:] != x_train.shape[1:]:
       raise ValueError(f"x_others[{i}] has trailing shape {list(a.shape[1:])}"
                        f", x_train has {list(x_train.shape[1:])}")
-  mean, std = _mean_std(x_train)
-  arrays = [((a - mean) / std).astype(np.float32) for a in [x_train] + others]
+  if x_train.shape[:1] == (0,):
+    raise ValueError("standardise: x_train has no examples (shape "
+                     f"{list(x_train.shape)})")
+  mean, std = _mean_std(x_train, "standardise: x_train column")
+  arrays = []
+  for name, a in [("x_train", x_train)] + [(f"x_others[{i}]", o)
+                                           for i, o in enumerate(others)]:
+    with np.errstate(over="ignore"):
+      s = (a - mean) / std
+    if not np.all(np.abs(s) <= _F32.max):
+      i = np.argwhere(~(np.abs(s) <= _F32.max))[0]
+      raise ValueError(f"standardise: {name}{[int(j) for j in i]} "
+                       f"standardises to {float(s[tuple(i)]):.3g}, beyond "
+                       "float32's range")
+    arrays.append(s.astype(np.float32))
   return arrays, mean.astype(np.float32), std.astype(np.float32)
 
 

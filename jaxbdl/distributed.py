@@ -34,7 +34,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-__all__ = ["initialize", "host_shard", "global_array", "is_chief"]
+__all__ = ["initialize", "host_shard", "global_array", "is_chief", "to_host",
+           "barrier", "any_process"]
 
 PyTree = Any
 
@@ -57,7 +58,8 @@ def _check_process(num_processes: Optional[int],
 
 def initialize(coordinator_address: Optional[str],
                num_processes: Optional[int] = 1,
-               process_id: Optional[int] = 0, **kwargs) -> bool:
+               process_id: Optional[int] = 0, *,
+               cpu_collectives: Optional[str] = "gloo", **kwargs) -> bool:
   """Initialises multi-process JAX; a no-op for a single process.
 
   Call once, at the start of ``main()``, before any other JAX call. Arguments
@@ -70,6 +72,11 @@ def initialize(coordinator_address: Optional[str],
     num_processes: total number of processes; 1 means single-process (nothing
       happens); ``None`` means auto-detect.
     process_id: this process's index in ``[0, num_processes)``.
+    cpu_collectives: ``jax_cpu_collectives_implementation`` set before the
+      initialisation (``"gloo"``: cross-process collectives between CPU
+      devices, needed to train on CPUs of several processes; ``None`` keeps
+      JAX's default, under which a CPU computation spanning processes fails).
+      Only the CPU backend reads it.
     **kwargs: passed on to ``jax.distributed.initialize`` (e.g.
       ``local_device_ids``, ``initialization_timeout``).
 
@@ -86,6 +93,8 @@ def initialize(coordinator_address: Optional[str],
   if num_processes is not None and not coordinator_address:
     raise ValueError("coordinator_address ('host:port' of process 0) is "
                      f"required when num_processes = {num_processes}")
+  if cpu_collectives:
+    jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
   jax.distributed.initialize(coordinator_address=coordinator_address or None,
                              num_processes=num_processes,
                              process_id=process_id, **kwargs)
@@ -156,3 +165,42 @@ def global_array(local_data: PyTree, mesh: Mesh) -> PyTree:
 def is_chief() -> bool:
   """True on process 0 (the one that writes results files and logs)."""
   return jax.process_index() == 0
+
+
+def _leaf_to_host(x):
+  if not isinstance(x, jax.Array):
+    return np.asarray(x)
+  if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+    raise ValueError("to_host got a typed PRNG key array; pass "
+                     "jax.random.key_data(key) instead")
+  if x.is_fully_addressable:
+    return np.asarray(x)
+  if x.is_fully_replicated:
+    return np.asarray(x.addressable_data(0))
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def to_host(tree: PyTree) -> PyTree:
+  """Every leaf as a numpy array holding its GLOBAL value, on every process.
+
+  A collective when some leaf is sharded across processes (then every process
+  must call it, in the same order); a plain copy otherwise.
+  """
+  return jax.tree_util.tree_map(_leaf_to_host, tree)
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches ``barrier(name)`` (no-op for one)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    multihost_utils.sync_global_devices(name)
+
+
+def any_process(flag: bool) -> bool:
+  """True if ``flag`` is True on any process (a collective for several)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  flags = multihost_utils.process_allgather(np.asarray([bool(flag)], np.int32))
+  return bool(np.any(np.asarray(flags)))

@@ -29,49 +29,71 @@ variate. ``num_samples`` must be a static positive Python int
 (``jax.jit(grad_fn, static_argnums=2)``); a batch of keys is a ``jax.vmap``
 with ``in_axes=(None, 0, None)``.
 
+Capabilities are data: ``Estimator.reparameterized`` says whether the
+estimate differentiates through the sample path (pathwise); distributions say
+what they support (``Distribution.reparameterized``,
+``implicit_reparameterized``, ``weak_derivative``), and estimators check those
+fields, never a distribution's name.
+
 Randomness: one call draws all base noise at once,
 ``eps = dist.noise(params, key, (S,))``, and sample ``i`` is
 ``x_i = dist.transform(params, eps[i])``, i.e.
 ``dist.sample(params, key, (S,))``;
 :func:`draw_samples` reproduces these ``x_i`` (control variates evaluate ``f``
-on them). The measure-valued estimator instead draws all its variates (base
-sample, Weibull, Maxwell, uniform) in one call ``jax.random.normal(key,
-(S, D, 9))``, so its base samples are not :func:`draw_samples` (baselines do
-not change it anyway). (Few, large random calls keep XLA compile
-times low: each threefry call costs compile time on CPU.)
+on them). The measure-valued estimators split ``key`` into a base-sample key
+and a weak-derivative key, so their base samples are not
+:func:`draw_samples` (baselines do not change them anyway).
 
 Estimators (Mohamed et al. 2020, sections 4-6):
 
 * :data:`pathwise` (sec. 5, reparameterisation): ``grad_theta f(g(eps, theta))``
-  with ``x = loc + scale * eps``. Needs a reparameterised distribution and a
-  differentiable ``f``. Cost per sample: one forward+backward pass of ``f``.
+  with ``x = g(eps, theta) = dist.transform(theta, eps)``. Needs
+  ``dist.reparameterized`` and a differentiable ``f``. It covers BOTH explicit
+  paths (Normal, Laplace, multivariate Normals: ``x = loc + L eps``) and
+  implicit reparameterisation gradients (Gamma, Beta, Dirichlet,
+  ``dist.implicit_reparameterized``; Figurnov, Mohamed & Mnih 2018): there
+  ``transform`` is JAX's Gamma sampler, whose custom JVP is
+  ``dz/dalpha = -(dF(z; alpha)/dalpha) / q(z; alpha)``, so there is no
+  separate ``implicit_reparam`` estimator: ``pathwise`` IS it for those
+  families. If ``f`` has an identically zero derivative by construction
+  (comparisons, rounding, integer casts, ``stop_gradient``) while its value
+  depends on ``x``, the pathwise estimate would silently be 0: this is
+  detected when tracing and raises ``ValueError`` naming ``score_function``
+  and ``measure_valued``. (Piecewise-constant pieces ADDED to a smooth ``f``
+  cannot be detected; they bias the estimate.) Cost per sample: one
+  forward+backward pass of ``f``.
 * :data:`score_function` (sec. 4, REINFORCE):
   ``f(x) grad_theta log q(x; theta)``. Any distribution, any ``f`` (``f`` need
   not be differentiable). Cost: one evaluation of ``f`` per sample.
-* :data:`measure_valued` (sec. 6, Gaussian weak derivatives), Normal only;
-  per coordinate ``d`` of a diagonal Gaussian,
+* :data:`measure_valued` (sec. 6, weak derivatives) for any factorised
+  distribution with a ``weak_derivative`` (Normal, Bernoulli, Poisson;
+  Gamma only for its rate, so Gamma raises). For parameter entry
+  ``theta_d`` with ``d/dtheta_d q(x_d) = c_d [q+_d(x_d) - q-_d(x_d)]``
+  (Mohamed et al. 2020, eq. 39, Table 1),
 
-    d/dmu_d    ~ [f(x; x_d = mu_d + sigma_d W_d)
-                  - f(x; x_d = mu_d - sigma_d W_d)] / (sqrt(2 pi) sigma_d),
-    d/dsigma_d ~ [f(x; x_d = mu_d + sigma_d M_d)
-                  - f(x; x_d = mu_d + sigma_d U_d M_d)] / sigma_d,
+    d/dtheta_d ~ c_d [f(x; x_d = x+_d) - f(x; x_d = x-_d)],
+    x+_d ~ q+_d, x-_d ~ q-_d,
 
-  with W_d ~ Weibull(k=2, lambda=sqrt 2) (= Rayleigh(1), density
-  w exp(-w^2/2)), M_d ~ double-sided Maxwell (density m^2 phi(m)) and
-  U_d ~ Uniform(0, 1),
-
-  where the other coordinates ``x_{-d}`` come from the shared base sample
-  ``x ~ q``. The positive and negative parts are coupled (common random
-  numbers): the mean uses the same ``W_d`` on both sides, the scale uses
-  ``U_d M_d``, which is exactly N(0, 1) distributed (so the negative part has
-  the right law) yet is correlated with ``M_d``. This is the coupling of
-  optax's former ``measure_valued_estimation_{mean,std}``. Cost: ``4 D``
-  evaluations of ``f`` per sample for ``D = loc.size`` (two per derivative),
-  no derivatives of ``f``; ``f`` need not be differentiable.
+  where the other coordinates ``x_{-d}`` come from a shared base sample
+  ``x ~ q``. For the Normal: ``loc``: ``c = 1/(sqrt(2 pi) sigma)``,
+  ``x+- = mu +- sigma W``, W ~ Weibull(k=2, lambda=sqrt 2) (= Rayleigh(1));
+  ``scale``: ``c = 1/sigma``, ``x+ = mu + sigma M`` (M double-sided
+  Maxwell), ``x- ~ N(mu, sigma^2)``. Poisson: ``c = 1``, ``x+ = N + 1``,
+  ``x- = N``. Bernoulli logits: ``c = p (1 - p)``, ``x+ = 1``, ``x- = 0``.
+  :data:`measure_valued` *couples* the two parts (common random numbers: the
+  same W on both sides, ``x- = mu + sigma U M`` with U ~ U(0, 1), the same N
+  for the Poisson; optax's former ``measure_valued_estimation_{mean,std}``
+  coupling); :data:`measure_valued_uncoupled` draws them independently
+  (Mohamed et al. 2020 sec. 6.3; higher variance, shown in
+  :func:`jaxbdl.quadrature.measure_valued_variance`). Cost: ``2 P D``
+  evaluations of ``f`` per sample (``P`` parameters of ``D`` entries each),
+  no derivatives of ``f``.
 
 References:
   S. Mohamed, M. Rosca, M. Figurnov, A. Mnih. Monte Carlo Gradient Estimation
   in Machine Learning. JMLR 21(132), 2020.
+  M. Figurnov, S. Mohamed, A. Mnih. Implicit Reparameterization Gradients.
+  NeurIPS 2018.
   R. J. Williams. Simple statistical gradient-following algorithms for
   connectionist reinforcement learning. Machine Learning 8, 1992.
   G. Pflug. Sampling derivatives of probabilities. Computing 42, 1989.
@@ -89,6 +111,7 @@ from jaxbdl import distributions as dists
 
 __all__ = [
     "Estimator", "pathwise", "score_function", "measure_valued",
+    "measure_valued_uncoupled",
     "pathwise_samples", "score_function_samples", "measure_valued_samples",
     "pathwise_surrogate", "score_function_surrogate",
     "measure_valued_surrogate", "per_sample", "surrogate", "average",
@@ -114,10 +137,14 @@ class Estimator(NamedTuple):
       per-sample estimates with a leading ``[num_samples]`` axis.
     surrogate: ``(f, dist) -> loss(params, key, num_samples) -> scalar`` with
       ``jax.grad(loss)`` equal to the averaged estimate for the same key.
+    reparameterized: True if the estimate differentiates ``f`` along the
+      sample path (pathwise, incl. implicit reparameterisation); such an
+      estimator needs ``dist.reparameterized`` and a differentiable ``f``.
   """
   name: str
   samples: Callable[[Fn, dists.Distribution], SamplesFn]
   surrogate: Callable[[Fn, dists.Distribution], LossFn]
+  reparameterized: bool = False
 
   def __call__(self, f: Fn, dist: dists.Distribution) -> GradFn:
     """Returns ``grad_fn(params, key, num_samples)``: the averaged estimate."""
@@ -228,16 +255,62 @@ def linearized_surrogate(estimator_samples: Callable[[Fn, dists.Distribution],
 # Pathwise (reparameterisation) estimator, sec. 5.
 
 
+def _reachable(jaxpr, inputs) -> bool:
+  """Whether any output of ``jaxpr`` depends on ``inputs`` (its invars).
+
+  Conservative forward reachability: an equation with any reachable input
+  makes all its outputs reachable (also through control flow).
+  """
+  reach = set(inputs)
+  for eqn in jaxpr.eqns:
+    if any(not hasattr(v, "val") and v in reach for v in eqn.invars):
+      reach.update(eqn.outvars)
+  return any(not hasattr(v, "val") and v in reach for v in jaxpr.outvars)
+
+
+def _check_differentiable(f: Fn, x: Array, estimator_name: str) -> None:
+  """Raises if ``f``'s value depends on ``x`` but its derivative cannot.
+
+  That is ``f`` piecewise constant by construction (comparisons, rounding,
+  integer casts, ``stop_gradient``): ``jax.grad`` would return exact zeros
+  and a pathwise estimate of 0. Runs at trace time (``make_jaxpr`` only).
+  """
+  x = jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x))
+  if not jnp.issubdtype(x.dtype, jnp.floating):
+    return
+  primal = jax.make_jaxpr(lambda z: _scalar_f(f, z))(x).jaxpr
+  if not _reachable(primal, primal.invars):
+    return  # a constant f: a zero gradient is the right answer
+  try:
+    tangent = jax.make_jaxpr(
+        lambda z, t: jax.jvp(lambda y: _scalar_f(f, y), (z,), (t,))[1])(
+            x, x).jaxpr
+  except TypeError as e:
+    raise ValueError(
+        f"{estimator_name} needs f differentiable in x, but jax cannot "
+        f"differentiate it ({e}); use score_function or measure_valued, "
+        "which do not differentiate f") from e
+  if not _reachable(tangent, tangent.invars[1:]):
+    raise ValueError(
+        f"{estimator_name} needs f differentiable in x, but f's derivative is "
+        "identically zero by construction (comparisons, rounding, integer "
+        "casts or stop_gradient) while its value depends on x; use "
+        "score_function or measure_valued, which do not differentiate f")
+
+
 def _pathwise_samples(f: Fn, dist: dists.Distribution) -> SamplesFn:
   """Per-sample estimates ``grad_theta f(dist.transform(theta, eps_i))``."""
   _check_dist(dist)
   if not dist.reparameterized:
     raise ValueError(f"pathwise needs a reparameterised distribution; "
-                     f"{dist.name} is not (use score_function)")
+                     f"{dist.name} is not (use score_function or "
+                     "measure_valued)")
 
   def samples_fn(params, key, num_samples):
     num_samples = _prepare(dist, params, num_samples)
     eps = dist.noise(params, key, (num_samples,))
+    _check_differentiable(
+        f, dist.transform(jax.lax.stop_gradient(params), eps[0]), "pathwise")
 
     def one(e):
       return jax.grad(lambda p: _scalar_f(f, dist.transform(p, e)))(params)
@@ -253,13 +326,17 @@ def _pathwise_surrogate(f: Fn, dist: dists.Distribution) -> LossFn:
 
   def loss(params, key, num_samples):
     num_samples = _prepare(dist, params, num_samples)
-    xs = dist.sample(params, key, (num_samples,))
+    eps = dist.noise(params, key, (num_samples,))
+    _check_differentiable(
+        f, dist.transform(jax.lax.stop_gradient(params), eps[0]), "pathwise")
+    xs = dist.transform(params, eps)
     return jnp.mean(jax.vmap(lambda x: _scalar_f(f, x))(xs))
 
   return loss
 
 
-pathwise = Estimator("pathwise", _pathwise_samples, _pathwise_surrogate)
+pathwise = Estimator("pathwise", _pathwise_samples, _pathwise_surrogate,
+                     reparameterized=True)
 
 
 # ---------------------------------------------------------------------------
@@ -309,76 +386,91 @@ def _score_function_surrogate(f: Fn, dist: dists.Distribution) -> LossFn:
 
 
 score_function = Estimator("score_function", _score_function_samples,
-                           _score_function_surrogate)
+                           _score_function_surrogate, reparameterized=False)
 
 
 # ---------------------------------------------------------------------------
-# Measure-valued estimator (Gaussian weak derivatives), sec. 6.
+# Measure-valued estimators (weak derivatives), sec. 6.
 
 
-def _measure_valued_samples(f: Fn, dist: dists.Distribution) -> SamplesFn:
-  """Per-sample coupled weak-derivative estimates for a diagonal Normal.
+def _measure_valued(coupled: bool, name: str):
+  """``(f, dist) -> samples_fn`` of the (un)coupled weak-derivative estimate.
 
-  See the module docstring for the decomposition; ``4 * loc.size``
-  evaluations of ``f`` per sample.
+  See the module docstring; ``2 * P * D`` evaluations of ``f`` per sample.
   """
-  _check_dist(dist)
-  if dist.name != dists.Normal.name:
-    raise ValueError(f"measure_valued supports only the Normal distribution, "
-                     f"got {dist.name}")
 
-  def samples_fn(params, key, num_samples):
-    num_samples = _prepare(dist, params, num_samples)
-    params = jax.lax.stop_gradient(params)
-    loc = jnp.asarray(params["loc"])
-    scale = jnp.asarray(params["scale"])
-    shape, d = loc.shape, loc.size
-    mu_d, sigma_d = loc.reshape(d), scale.reshape(d)
-    is_diag = jnp.eye(d, dtype=bool)  # [D, D]
-    # All randomness in ONE call (each threefry call costs XLA compile time):
-    # per sample and coordinate 9 standard normals; number 7 is the base
-    # noise of the shared sample x = loc + scale * eps.
-    z_sxdx9 = jax.random.normal(key, (num_samples, d, 9), loc.dtype)
+  def make(f: Fn, dist: dists.Distribution) -> SamplesFn:
+    _check_dist(dist)
+    if dist.weak_derivative is None:
+      raise ValueError(
+          f"{name} needs a distribution with a weak derivative "
+          f"(Distribution.weak_derivative); {dist.name} has none (use "
+          "score_function, or pathwise if it is reparameterised)")
+    missing = [n for n in dist.param_names
+               if n not in dist.weak_derivative_params]
+    if missing:
+      raise ValueError(
+          f"{name}: {dist.name} has no closed-form weak derivative for "
+          f"{missing} (only for {list(dist.weak_derivative_params)}); use "
+          "score_function, or pathwise if it is reparameterised")
 
-    def one(z_dx9):
-      x_d = mu_d + sigma_d * z_dx9[:, 7]  # shared base sample [D]
-      # Rayleigh(1) = Weibull(k=2, lambda=sqrt 2) = |N(0, I_2)|.
-      w_d = jnp.sqrt(jnp.sum(jnp.square(z_dx9[:, 0:2]), axis=-1))
-      # Double-sided Maxwell = random sign * |N(0, I_3)| (chi, 3 dof).
-      m_d = jnp.sqrt(jnp.sum(jnp.square(z_dx9[:, 2:5]), axis=-1))
-      m_d = jnp.where(z_dx9[:, 6] < 0, -m_d, m_d)
-      # Uniform(0, 1) = exp(-chi^2_2 / 2) (chi^2_2 is Exponential(mean 2)).
-      u_d = jnp.exp(-0.5 * jnp.sum(jnp.square(z_dx9[:, 5::3]), axis=-1))
+    def samples_fn(params, key, num_samples):
+      num_samples = _prepare(dist, params, num_samples)
+      params = jax.lax.stop_gradient(params)
+      event = tuple(dist.event_shape(params))
+      d = math.prod(event)
+      names = dist.param_names
+      shapes = {n: jnp.shape(params[n]) for n in names}
+      key_base, key_wd = jax.random.split(key)
+      x_sxd = dist.sample(params, key_base, (num_samples,)).reshape(
+          num_samples, d)
+      wd = dist.weak_derivative(params, key_wd, (num_samples,), coupled)
+      c_pxd = jnp.stack([jnp.reshape(wd[n].constant, (d,)) for n in names])
+      # [S, 2P, D]: row 2p is parameter p's positive part, 2p + 1 its
+      # negative part.
+      new_sxjxd = jnp.stack(
+          [jnp.reshape(getattr(wd[n], part), (num_samples, d)).astype(
+              x_sxd.dtype) for n in names for part in ("positive",
+                                                        "negative")],
+          axis=1)
+      is_diag = jnp.eye(d, dtype=bool)  # [D, D]
+      j = 2 * len(names)
 
-      # The 4 D evaluation points, one vmap over f: row (j, d) is the base
-      # sample with coordinate d replaced by new_jxd[j, d].
-      new_jxd = jnp.stack([mu_d + sigma_d * w_d, mu_d - sigma_d * w_d,
-                           mu_d + sigma_d * m_d,
-                           mu_d + sigma_d * (u_d * m_d)])  # [4, D]
-      x_jxdxd = jnp.where(is_diag[None], new_jxd[:, :, None],
-                          x_d[None, None, :])  # [4, D, D]
-      f_jxd = jax.vmap(lambda row: _scalar_f(f, row.reshape(shape)))(
-          x_jxdxd.reshape(4 * d, d)).reshape(4, d)
-      g_loc = (f_jxd[0] - f_jxd[1]) / (_SQRT_2PI * sigma_d)
-      g_scale = (f_jxd[2] - f_jxd[3]) / sigma_d
-      return {"loc": g_loc.reshape(shape), "scale": g_scale.reshape(shape)}
+      def one(args):
+        x_d, new_jxd = args
+        # Row (j, d): the base sample with coordinate d replaced.
+        x_jxdxd = jnp.where(is_diag[None], new_jxd[:, :, None],
+                            x_d[None, None, :])
+        f_jxd = jax.vmap(lambda row: _scalar_f(f, row.reshape(event)))(
+            x_jxdxd.reshape(j * d, d)).reshape(len(names), 2, d)
+        g_pxd = c_pxd * (f_jxd[:, 0] - f_jxd[:, 1]).astype(c_pxd.dtype)
+        return {n: g_pxd[i].reshape(shapes[n]) for i, n in enumerate(names)}
 
-    # 4 D evaluations of f per sample: beyond a few thousand at once the
-    # vmapped program becomes memory-bound (the f intermediates of every
-    # evaluation are materialised), so large sample counts run in chunks.
-    chunk = max(1, _MVD_EVALS_PER_CHUNK // (4 * d))
-    if num_samples <= chunk:
-      return jax.vmap(one)(z_sxdx9)
-    return jax.lax.map(one, z_sxdx9, batch_size=chunk)
+      # 2 P D evaluations of f per sample: beyond a few thousand at once the
+      # vmapped program becomes memory-bound (the f intermediates of every
+      # evaluation are materialised), so large sample counts run in chunks.
+      chunk = max(1, _MVD_EVALS_PER_CHUNK // (j * d))
+      if num_samples <= chunk:
+        return jax.vmap(one)((x_sxd, new_sxjxd))
+      return jax.lax.map(one, (x_sxd, new_sxjxd), batch_size=chunk)
 
-  return samples_fn
+    return samples_fn
+
+  return make
 
 
 # f evaluations per vmapped chunk of the measure-valued estimator.
 _MVD_EVALS_PER_CHUNK = 4096
 
+_measure_valued_samples = _measure_valued(True, "measure_valued")
+_measure_valued_uncoupled_samples = _measure_valued(
+    False, "measure_valued_uncoupled")
+
 measure_valued = Estimator("measure_valued", _measure_valued_samples,
                            linearized_surrogate(_measure_valued_samples))
+measure_valued_uncoupled = Estimator(
+    "measure_valued_uncoupled", _measure_valued_uncoupled_samples,
+    linearized_surrogate(_measure_valued_uncoupled_samples))
 
 
 # ---------------------------------------------------------------------------

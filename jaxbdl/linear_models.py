@@ -2,7 +2,8 @@
 
 The lecture's curve-fitting example (Bishop 2006, PRML section 1.1): a
 polynomial ``y(x, w) = sum_m w_m x^m`` fitted by maximum likelihood (least
-squares, Gaussian noise), by MAP with a Gaussian prior (ridge / L2) and by MAP
+squares, Gaussian noise; :func:`maximum_likelihood`, minimum-norm ``lstsq``,
+to be run in float64 for high degrees), by MAP with a Gaussian prior (ridge / L2) and by MAP
 with a Laplace prior (lasso / L1). With noise precision ``beta`` and prior
 precision ``alpha`` (Gaussian) the MAP weights minimise
 ``beta/2 ||y - Phi w||^2 + alpha/2 ||w||^2``; with a Laplace prior of scale
@@ -15,6 +16,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+__all__ = ["polynomial_features", "maximum_likelihood", "gaussian_map",
+           "laplace_map"]
 
 
 def polynomial_features(x: jax.Array, degree, max_degree: int) -> jax.Array:
@@ -41,30 +45,55 @@ def _column_mask(phi: jax.Array) -> jax.Array:
   return jnp.any(phi != 0, axis=0).astype(phi.dtype)
 
 
-def gaussian_map(phi: jax.Array, y: jax.Array, alpha, beta=1.0) -> jax.Array:
-  """MAP weights under a Gaussian prior N(0, 1/alpha) and noise precision beta.
+def maximum_likelihood(phi: jax.Array, y: jax.Array) -> jax.Array:
+  """Maximum-likelihood weights under Gaussian noise: least squares.
 
-  Solves ``(beta Phi^T Phi + alpha I) w = beta Phi^T y``; ``alpha = 0`` gives
-  the (minimum-norm) least-squares / maximum-likelihood solution. Masked (all
+  ``w = argmin_w ||y - Phi w||^2``, the minimum-norm one when it is not
+  unique (SVD ``lstsq``, singular values below ``eps * max(N, P) *
+  sigma_max`` treated as zero). No ridge of any size is added: with as many
+  parameters as points (degree 9 on 10 points) it interpolates. Polynomial
+  design matrices are ill-conditioned (degree 9 on [-1, 1]: condition
+  ~1e4 to 1e6), so call it on float64 arrays (``with jax.enable_x64(True)``)
+  to get the exact least-squares fit; in float32 the result is only the
+  least-squares fit to about ``cond * 1e-7`` relative accuracy. Masked (all
   zero) columns get weight 0.
 
   Args:
     phi: design matrix ``[N, P]``.
     y: targets ``[N]``.
-    alpha: prior precision >= 0.
+
+  Returns:
+    weights ``[P]`` (dtype of ``phi``).
+  """
+  mask = _column_mask(phi)
+  w, _, _, _ = jnp.linalg.lstsq(phi, y, rcond=None)
+  return w * mask
+
+
+def gaussian_map(phi: jax.Array, y: jax.Array, alpha, beta=1.0) -> jax.Array:
+  """MAP weights under a Gaussian prior N(0, 1/alpha) and noise precision beta.
+
+  Solves ``(beta Phi^T Phi + alpha I) w = beta Phi^T y`` exactly (no hidden
+  ridge); ``alpha`` must be > 0 (for ``alpha = 0``, the maximum-likelihood
+  fit, use :func:`maximum_likelihood`). Masked (all zero) columns get
+  weight 0.
+
+  Args:
+    phi: design matrix ``[N, P]``.
+    y: targets ``[N]``.
+    alpha: prior precision > 0.
     beta: noise precision > 0.
 
   Returns:
     weights ``[P]``.
   """
+  if isinstance(alpha, (int, float)) and not alpha > 0:
+    raise ValueError(f"gaussian_map: alpha must be > 0, got {alpha!r} (use "
+                     "maximum_likelihood for the unregularised fit)")
   mask = _column_mask(phi)
   p = phi.shape[1]
   # Unused columns get a unit diagonal so the system stays well posed.
   a = beta * phi.T @ phi + alpha * jnp.eye(p) + jnp.diag(1.0 - mask)
-  # A tiny ridge on the used columns for alpha = 0 (interpolation) keeps the
-  # Cholesky-free solve stable in float32; it is below float32 resolution of
-  # the data term for well-scaled inputs.
-  a = a + 1e-7 * jnp.trace(a) / p * jnp.diag(mask)
   w = jnp.linalg.solve(a, beta * phi.T @ y)
   return w * mask
 

@@ -17,6 +17,12 @@ over splits are reported as mean +- std(ddof 0) / sqrt(n_splits).
 Classification: accuracy, categorical NLL, and the expected calibration error
 with equal-width confidence bins (Guo et al. 2017, Eq. 3; Naeini et al. 2015).
 
+Bad input raises ``ValueError`` naming the function, the argument, the first
+offending index and value: NaN/inf anywhere (a NaN would otherwise give a NaN
+metric, or for ``accuracy`` an arg-max of class 0), a variance or ``y_std``
+that is not > 0. These checks run eagerly on concrete arrays only; under
+``jit`` / ``vmap`` (tracers) only the trace-time shape checks apply.
+
 References:
   Hernández-Lobato & Adams (2015), Probabilistic backpropagation, ICML.
   Gal & Ghahramani (2016), Dropout as a Bayesian approximation, ICML.
@@ -43,6 +49,128 @@ __all__ = [
 _LOG_2PI = 1.8378770664093453  # log(2 pi)
 
 
+def _concrete(a: Any) -> bool:
+  return a is not None and not isinstance(a, jax.core.Tracer)
+
+
+def _first_bad(where: np.ndarray) -> str:
+  idx = np.argwhere(np.atleast_1d(where))[0]
+  return str([int(i) for i in idx])
+
+
+def _check_finite(fn: str, **arrays: Any) -> None:
+  """Raises if a concrete array holds NaN/inf (names fn, argument, index)."""
+  for name, a in arrays.items():
+    if not _concrete(a):
+      continue
+    arr = np.asarray(a)
+    if not np.issubdtype(arr.dtype, np.number):
+      raise ValueError(f"{fn}: {name} must be numeric, got dtype {arr.dtype}")
+    bad = ~np.isfinite(arr)
+    if np.any(bad):
+      first = np.atleast_1d(arr)[tuple(np.argwhere(np.atleast_1d(bad))[0])]
+      raise ValueError(f"{fn}: {name} has {int(np.sum(bad))} non-finite "
+                       f"value(s), first {first} at index {_first_bad(bad)}")
+
+
+def _check_positive(fn: str, name: str, a: Any) -> None:
+  if not _concrete(a):
+    return
+  arr = np.asarray(a)
+  bad = ~(arr > 0)
+  if np.any(bad):
+    first = np.atleast_1d(arr)[tuple(np.argwhere(np.atleast_1d(bad))[0])]
+    raise ValueError(f"{fn}: {name} must be > 0, got {first} at index "
+                     f"{_first_bad(bad)}")
+
+
+def _checked(check):
+  """Runs ``check(*args, **kwargs)`` eagerly, then the jitted function."""
+  def decorate(jitted):
+    @functools.wraps(jitted)
+    def wrapper(*args, **kwargs):
+      check(*args, **kwargs)
+      return jitted(*args, **kwargs)
+    return wrapper
+  return decorate
+
+
+def _check_rmse(y, mean):
+  _check_finite("rmse", y=y, mean=mean)
+
+
+def _check_rmse_original_units(y_std_units, mean_std_units, y_std):
+  _check_finite("rmse_original_units", y_std_units=y_std_units,
+                mean_std_units=mean_std_units, y_std=y_std)
+  _check_positive("rmse_original_units", "y_std", y_std)
+
+
+def _check_gaussian_log_density(y, mean, variance):
+  _check_finite("gaussian_log_density", y=y, mean=mean, variance=variance)
+  _check_positive("gaussian_log_density", "variance", variance)
+
+
+def _check_mixture(means, variances):
+  _check_finite("mixture_mean_variance", means=means, variances=variances)
+  if _concrete(variances) and np.any(np.asarray(variances) < 0):
+    raise ValueError("mixture_mean_variance: variances must be >= 0, got min "
+                     f"{float(np.min(np.asarray(variances)))}")
+
+
+def _check_denormalise(ll_std_units, y_std):
+  _check_finite("denormalise_log_likelihood", ll_std_units=ll_std_units,
+                y_std=y_std)
+  _check_positive("denormalise_log_likelihood", "y_std", y_std)
+
+
+def _check_labels(fn, labels):
+  _check_finite(fn, labels=labels)
+  if _concrete(labels):
+    arr = np.asarray(labels)
+    bad = arr != np.round(arr)
+    if np.any(bad):
+      raise ValueError(f"{fn}: labels must be integers, got "
+                       f"{np.atleast_1d(arr)[np.atleast_1d(bad)][0]} at index "
+                       f"{_first_bad(bad)}")
+
+
+def _check_accuracy(labels, logits_or_probs):
+  _check_labels("accuracy", labels)
+  _check_finite("accuracy", logits_or_probs=logits_or_probs)
+
+
+def _check_probs(fn, probs):
+  _check_finite(fn, probs=probs)
+  if _concrete(probs):
+    arr = np.asarray(probs)
+    bad = (arr < 0) | (arr > 1)
+    if np.any(bad):
+      raise ValueError(f"{fn}: probs must be in [0, 1], got "
+                       f"{np.atleast_1d(arr)[np.atleast_1d(bad)][0]} at index "
+                       f"{_first_bad(bad)}")
+
+
+def _check_nll(labels, probs):
+  _check_labels("nll", labels)
+  _check_probs("nll", probs)
+
+
+def _check_predictive_probs(logits):
+  _check_finite("predictive_probs_from_samples", logits=logits)
+
+
+def _check_ece(labels, probs, num_bins=10):
+  del num_bins
+  _check_labels("expected_calibration_error", labels)
+  _check_probs("expected_calibration_error", probs)
+
+
+def _check_mean_and_se(values, axis=0):
+  del axis
+  _check_finite("mean_and_se", values=values)
+
+
+@_checked(_check_rmse)
 @jax.jit
 def rmse(y: jax.Array, mean: jax.Array) -> jax.Array:
   """Root mean squared error ``sqrt(mean_i (y_i - mean_i)^2)``.
@@ -61,6 +189,7 @@ def rmse(y: jax.Array, mean: jax.Array) -> jax.Array:
   return jnp.sqrt(jnp.mean(jnp.square(y - mean)))
 
 
+@_checked(_check_rmse_original_units)
 @jax.jit
 def rmse_original_units(y_std_units: jax.Array, mean_std_units: jax.Array,
                         y_std: Any) -> jax.Array:
@@ -77,6 +206,7 @@ def rmse_original_units(y_std_units: jax.Array, mean_std_units: jax.Array,
   return rmse(y_std_units, mean_std_units) * jnp.asarray(y_std)
 
 
+@_checked(_check_gaussian_log_density)
 @jax.jit
 def gaussian_log_density(y: jax.Array, mean: jax.Array,
                          variance: jax.Array) -> jax.Array:
@@ -101,6 +231,8 @@ def gaussian_predictive_log_likelihood(y: jax.Array, means: jax.Array,
   Returns:
     ``[N]`` log-likelihoods (nats per point, units of ``y``).
   """
+  _check_finite("gaussian_predictive_log_likelihood", y=y, means=means,
+                variances=variances)
   if not isinstance(variances, jax.core.Tracer) and not np.all(
       np.asarray(variances) > 0):
     raise ValueError("gaussian_predictive_log_likelihood: variances must be "
@@ -122,6 +254,7 @@ def _gaussian_predictive_log_likelihood(y, means, variances):
   return jax.nn.logsumexp(log_p, axis=0) - jnp.log(float(num_samples))
 
 
+@_checked(_check_mixture)
 @jax.jit
 def mixture_mean_variance(means: jax.Array,
                           variances: Any) -> tuple[jax.Array, jax.Array]:
@@ -146,6 +279,7 @@ def mixture_mean_variance(means: jax.Array,
   return mean, jnp.mean(variances, axis=0) + spread
 
 
+@_checked(_check_denormalise)
 @jax.jit
 def denormalise_log_likelihood(ll_std_units: jax.Array,
                                y_std: Any) -> jax.Array:
@@ -158,6 +292,7 @@ def denormalise_log_likelihood(ll_std_units: jax.Array,
   return jnp.asarray(ll_std_units) - jnp.log(jnp.asarray(y_std))
 
 
+@_checked(_check_accuracy)
 @jax.jit
 def accuracy(labels: jax.Array, logits_or_probs: jax.Array) -> jax.Array:
   """Fraction of examples whose arg-max class equals the label.
@@ -178,6 +313,7 @@ def accuracy(labels: jax.Array, logits_or_probs: jax.Array) -> jax.Array:
   return jnp.mean((pred == jnp.asarray(labels)).astype(jnp.float32))
 
 
+@_checked(_check_nll)
 @jax.jit
 def nll(labels: jax.Array, probs: jax.Array) -> jax.Array:
   """Mean categorical negative log-likelihood ``-(1/N) sum_i log p_i[y_i]``.
@@ -198,6 +334,7 @@ def nll(labels: jax.Array, probs: jax.Array) -> jax.Array:
   return -jnp.mean(jnp.log(p_true))
 
 
+@_checked(_check_predictive_probs)
 @jax.jit
 def predictive_probs_from_samples(logits: jax.Array) -> jax.Array:
   """Bayesian model average ``p(c | x) = (1/S) sum_s softmax(logits_s)[c]``.
@@ -211,6 +348,7 @@ def predictive_probs_from_samples(logits: jax.Array) -> jax.Array:
   return jnp.mean(jax.nn.softmax(logits, axis=-1), axis=0)
 
 
+@_checked(_check_ece)
 @functools.partial(jax.jit, static_argnames="num_bins")
 def expected_calibration_error(labels: jax.Array, probs: jax.Array,
                                num_bins: int = 10) -> jax.Array:
@@ -245,6 +383,7 @@ def expected_calibration_error(labels: jax.Array, probs: jax.Array,
   return jnp.sum(jnp.abs(sum_correct - sum_conf)) / conf.shape[0]
 
 
+@_checked(_check_mean_and_se)
 @functools.partial(jax.jit, static_argnames="axis")
 def mean_and_se(values: jax.Array, axis: int = 0) -> tuple[jax.Array,
                                                            jax.Array]:

@@ -29,9 +29,38 @@ formula produces inf - inf = NaN at c = +-1 (the diagonal, theta = 0). J is
 therefore a ``jax.custom_jvp`` with that derivative and c is clipped to
 [-1, 1], so gradients w.r.t. ``sigma_w2``/``sigma_b2`` are finite everywhere.
 
+Neural tangent kernel (NTK parameterisation: every weight is
+``sqrt(sigma_w2 / fan_in) * omega`` and every bias ``sqrt(sigma_b2) * beta`` with
+trainable ``omega, beta ~ N(0, 1)``; :class:`NTKMLP`). With Kdot^l the
+derivative expectation E[phi'(u) phi'(v)] under the same Gaussian,
+
+    Theta^0     = K^0
+    Theta^{l+1} = K^{l+1} + sigma_w2 * Kdot^l(x, x') * Theta^l
+
+(Jacot et al. 2018, Theorem 1; Arora et al. 2019, Eq. 10-11), with
+relu: Kdot = (pi - theta) / (2 pi); erf: (4 / pi) / sqrt((1 + 2 K11)(1 + 2 K22)
+- 4 K12^2); identity: 1. :func:`ntk_kernel` returns ``Theta^depth``.
+:func:`empirical_ntk` contracts parameter Jacobians of any ``apply_fn``
+(``J(x1) J(x2)^T``, chunked over rows) and converges to the analytic NTK as the
+width grows (fluctuations O(width^-1/2)). :func:`ntk_predictive` is the
+distribution of an infinitely wide net trained by gradient flow on
+``1/2 sum_i (f(x_i) - y_i)^2`` for time t (Lee et al. 2019, Eq. 16):
+with ``A_t = Theta^{-1} (I - exp(-Theta t))``,
+
+    mean(x*)  = Theta(x*, X) A_t y
+    cov(x*)   = K(x*, x*) + Theta(x*, X) A_t K A_t Theta(X, x*)
+                - (Theta(x*, X) A_t K(X, x*) + transpose).
+
 References:
   Lee, Bahri, Novak, Schoenholz, Pennington & Sohl-Dickstein (2018), "Deep
     Neural Networks as Gaussian Processes", ICLR.
+  Jacot, Gabriel & Hongler (2018), "Neural Tangent Kernel: Convergence and
+    Generalization in Neural Networks", NeurIPS, Theorem 1.
+  Arora, Du, Hu, Li, Salakhutdinov & Wang (2019), "On Exact Computation with
+    an Infinitely Wide Neural Net", NeurIPS, Eqs. (10)-(11).
+  Lee, Xiao, Schoenholz, Bahri, Novak, Sohl-Dickstein & Pennington (2019),
+    "Wide Neural Networks of Any Depth Evolve as Linear Models Under Gradient
+    Descent", NeurIPS, Eqs. (9)-(10) and (16).
   Cho & Saul (2009), "Kernel Methods for Deep Learning", NeurIPS.
   Williams (1997), "Computing with Infinite Networks", NeurIPS.
   Neal (1996), "Bayesian Learning for Neural Networks", Ch. 2.
@@ -54,7 +83,8 @@ Array = jax.Array
 __all__ = [
     "ACTIVATIONS", "nngp_kernel", "nngp_kernel_diag", "make_kernel_fn",
     "make_kernel_diag_fn", "RandomMLP", "empirical_kernel",
-    "sample_empirical_kernels",
+    "sample_empirical_kernels", "ntk_kernel", "make_ntk_kernel_fn", "NTKMLP",
+    "empirical_ntk", "ntk_predictive", "linearised_prediction",
 ]
 
 ACTIVATIONS = ("relu", "erf", "identity")
@@ -122,6 +152,32 @@ def _identity_expectation(k11: Array, k22: Array, k12: Array) -> Array:
 def _identity_expectation_diag(k11: Array) -> Array:
   return k11
 
+
+def _relu_derivative_expectation(k11, k22, k12):
+  """E[step(u) step(v)] = (pi - theta) / (2 pi), [N, M]."""
+  prod = k11 * k22
+  positive = prod > 0
+  safe_norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, prod, 1.0)), 1.0)
+  cos = jnp.clip(jnp.where(positive, k12 / safe_norm, 1.0), -1.0, 1.0)
+  _, theta = _arccos_parts(cos)
+  return (jnp.pi - theta) / (2.0 * jnp.pi)
+
+
+def _erf_derivative_expectation(k11, k22, k12):
+  """E[erf'(u) erf'(v)] = (4 / pi) / sqrt((1 + 2 K11)(1 + 2 K22) - 4 K12^2)."""
+  det = (1.0 + 2.0 * k11) * (1.0 + 2.0 * k22) - 4.0 * k12 * k12
+  return (4.0 / jnp.pi) / jnp.sqrt(jnp.maximum(det, 1e-30))
+
+
+def _identity_derivative_expectation(k11, k22, k12):
+  return jnp.ones_like(k12)
+
+
+_DERIVATIVE_EXPECTATIONS: Mapping[str, Callable[..., Array]] = {
+    "relu": _relu_derivative_expectation,
+    "erf": _erf_derivative_expectation,
+    "identity": _identity_derivative_expectation,
+}
 
 _EXPECTATIONS: Mapping[str, tuple[Callable[..., Array], Callable[..., Array]]] = {
     "relu": (_relu_expectation, _relu_expectation_diag),
@@ -269,6 +325,56 @@ def make_kernel_diag_fn(depth: int, activation: str = "relu"
   return diag_fn
 
 
+def _ntk_kernel(x1, x2, depth, sigma_w2, sigma_b2, activation,
+                ) -> tuple[Array, Array]:
+  """(NNGP K^depth, NTK Theta^depth), both [N, M]."""
+  expectation, expectation_diag = _EXPECTATIONS[activation]
+  derivative = _DERIVATIVE_EXPECTATIONS[activation]
+  dim = x1.shape[-1]
+  k12 = sigma_b2 + sigma_w2 * (x1 @ x2.T) / dim                   # [N, M]
+  k11 = sigma_b2 + sigma_w2 * jnp.sum(x1 * x1, axis=-1) / dim     # [N]
+  k22 = sigma_b2 + sigma_w2 * jnp.sum(x2 * x2, axis=-1) / dim     # [M]
+  theta = k12
+  for _ in range(depth):
+    a, b = k11[:, None], k22[None, :]
+    kdot = derivative(a, b, k12)
+    k12 = sigma_b2 + sigma_w2 * expectation(a, b, k12)
+    theta = k12 + sigma_w2 * kdot * theta
+    k11 = sigma_b2 + sigma_w2 * expectation_diag(k11)
+    k22 = sigma_b2 + sigma_w2 * expectation_diag(k22)
+  return k12, theta
+
+
+def ntk_kernel(x1: Array, x2: Array, depth: int, sigma_w2: Any = 2.0,
+               sigma_b2: Any = 0.0, activation: str = "relu") -> Array:
+  """Neural tangent kernel of a deep fully-connected net, ``[N, M]``.
+
+  Same conventions, arguments and errors as :func:`nngp_kernel` (``depth``
+  hidden layers and a linear readout, NTK parameterisation, see
+  :class:`NTKMLP`); returns ``Theta^depth(x1_i, x2_j)`` (Jacot et al. 2018,
+  Theorem 1; Arora et al. 2019, Eqs. 10-11). ``depth = 0`` gives the linear
+  kernel, equal to the NNGP kernel.
+  """
+  kernels_lib.validate_inputs(x1, x2, "ntk_kernel")
+  _validate_structure(depth, activation)
+  _validate_variances(sigma_w2, sigma_b2)
+  return _ntk_kernel(jnp.asarray(x1), jnp.asarray(x2), int(depth), sigma_w2,
+                     sigma_b2, activation)[1]
+
+
+def make_ntk_kernel_fn(depth: int, activation: str = "relu"
+                       ) -> Callable[[Mapping[str, Any], Array, Array], Array]:
+  """Returns ``kernel_fn(params, x1, x2) -> [N, M]`` (NTK) for GP code."""
+  _validate_structure(depth, activation)
+
+  def kernel_fn(params: Mapping[str, Any], x1: Array, x2: Array) -> Array:
+    return ntk_kernel(x1, x2, depth, params["sigma_w2"], params["sigma_b2"],
+                      activation)
+
+  kernel_fn.__name__ = f"ntk_{activation}_depth{depth}_kernel_fn"
+  return kernel_fn
+
+
 # ----------------------------------------------------------------------------
 # Finite random networks (Monte Carlo oracle for the analytic kernel).
 # ----------------------------------------------------------------------------
@@ -382,3 +488,159 @@ def sample_empirical_kernels(key: Array, x: Array, *, num_inits: int,
       key, jnp.asarray(x), int(num_inits), int(depth), int(width),
       float(sigma_w2), float(sigma_b2), activation,
       None if batch_size is None else int(batch_size))
+
+
+# ----------------------------------------------------------------------------
+# NTK: finite networks, empirical kernel and gradient-flow predictive.
+# ----------------------------------------------------------------------------
+
+
+class _NTKDense(nn.Module):
+  """Dense layer in NTK parameterisation: ``sqrt(sw2 / fan_in) x.omega + sqrt(sb2) beta``."""
+  features: int
+  sigma_w2: float
+  sigma_b2: float
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    omega = self.param("omega", nn.initializers.normal(1.0),
+                       (x.shape[-1], self.features))
+    beta = self.param("beta", nn.initializers.normal(1.0), (self.features,))
+    return (math.sqrt(self.sigma_w2 / x.shape[-1]) * (x @ omega)
+            + math.sqrt(self.sigma_b2) * beta[None, :])
+
+
+class NTKMLP(nn.Module):
+  """Fully-connected net in NTK parameterisation (trainable omega, beta ~ N(0, 1)).
+
+  Same architecture and attributes as :class:`RandomMLP`; at initialisation
+  its outputs have the same distribution, and its empirical NTK
+  (:func:`empirical_ntk` w.r.t. all parameters) converges to
+  :func:`ntk_kernel` as ``width -> infinity``. Outputs ``[N, out_features]``.
+  """
+  depth: int
+  width: int
+  sigma_w2: float = 2.0
+  sigma_b2: float = 0.0
+  activation: str = "relu"
+  out_features: int = 1
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    phi = _ACTIVATION_FNS[self.activation]
+    h = x
+    for _ in range(self.depth):
+      h = phi(_NTKDense(self.width, self.sigma_w2, self.sigma_b2)(h))
+    return _NTKDense(self.out_features, self.sigma_w2, self.sigma_b2)(h)
+
+
+def empirical_ntk(apply_fn: Callable[[Any, Array], Array], params: Any,
+                  x1: Array, x2: Array, chunk_size: int | None = None
+                  ) -> Array:
+  """Empirical NTK ``sum_p df(x1_i)/dp df(x2_j)/dp``, ``[N, M]``.
+
+  Args:
+    apply_fn: ``(params, x [B, D]) -> [B]`` or ``[B, K]`` (e.g.
+      ``lambda p, x: model.apply({"params": p}, x)`` for any Flax model).
+    params: the parameter pytree the derivatives are taken w.r.t.
+    x1: inputs ``[N, D]``.
+    x2: inputs ``[M, D]``.
+    chunk_size: rows of ``x1`` whose Jacobian is formed at once (memory
+      ``chunk_size * K * num_params``); default all. The Jacobian of ``x2`` is
+      formed once.
+
+  Returns:
+    ``[N, M]``; for K outputs, the mean over outputs of the per-output NTK
+    (the trace over the output axis divided by K).
+  """
+  kernels_lib.validate_inputs(x1, x2, "empirical_ntk")
+  x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
+  n = x1.shape[0]
+  chunk = n if chunk_size is None else int(chunk_size)
+  if chunk < 1:
+    raise ValueError(f"empirical_ntk: chunk_size must be >= 1, got {chunk_size}")
+
+  def outputs(p, x):
+    out = apply_fn(p, x)
+    return out[:, None] if out.ndim == 1 else out                # [B, K]
+
+  def jac(x):
+    return jax.jacrev(outputs)(params, x)                         # [B, K, ...]
+
+  j2 = jac(x2)
+  num_out = jax.eval_shape(lambda: outputs(params, x2[:1])).shape[-1]
+
+  def block(xc):
+    j1 = jac(xc)
+    terms = jax.tree.map(
+        lambda a, b: jnp.einsum("nkp,mkp->nm", a.reshape(a.shape[:2] + (-1,)),
+                                b.reshape(b.shape[:2] + (-1,))), j1, j2)
+    return sum(jax.tree.leaves(terms)) / num_out
+
+  pad = (-n) % chunk
+  xp = jnp.concatenate([x1, jnp.zeros((pad, x1.shape[1]), x1.dtype)])
+  blocks = jax.lax.map(block, xp.reshape(-1, chunk, x1.shape[1]))
+  return blocks.reshape(-1, x2.shape[0])[:n]
+
+
+def _flow_matrix(theta: Array, t: Any) -> Array:
+  """``Theta^{-1} (I - exp(-Theta t))`` via eigh, stable as eigenvalues -> 0."""
+  lam, vec = jnp.linalg.eigh(theta)
+  lam = jnp.maximum(lam, 0.0)
+  t = jnp.asarray(t, lam.dtype)
+  small = lam * t < 1e-8
+  safe = jnp.where(small, 1.0, lam)
+  g = jnp.where(small, t, -jnp.expm1(-safe * t) / safe)
+  g = jnp.where(jnp.isinf(t), 1.0 / safe, g)
+  return (vec * g[None, :]) @ vec.T
+
+
+def ntk_predictive(x_train: Array, y_train: Array, x_test: Array, t: Any,
+                   depth: int, sigma_w2: Any = 2.0, sigma_b2: Any = 0.0,
+                   activation: str = "relu") -> tuple[Array, Array]:
+  """Infinitely wide net after gradient flow for time ``t``: (mean [M], cov [M, M]).
+
+  Gradient flow on ``1/2 sum_i (f(x_i) - y_i)^2`` from a random
+  initialisation (NTK parameterisation); a discrete run with learning rate
+  ``eta`` for ``s`` steps corresponds to ``t = eta * s``. The outputs at
+  ``x_test`` are Gaussian over initialisations with this mean and covariance
+  (Lee et al. 2019, Eq. 16); ``t = inf`` gives the converged net.
+
+  Args:
+    x_train: ``[N, D]``; y_train: ``[N]``; x_test: ``[M, D]``.
+    t: training time >= 0 (scalar; ``jnp.inf`` allowed).
+    depth, sigma_w2, sigma_b2, activation: as in :func:`ntk_kernel`.
+  """
+  kernels_lib.validate_inputs(x_train, x_test, "ntk_predictive")
+  _validate_structure(depth, activation)
+  _validate_variances(sigma_w2, sigma_b2)
+  if np.shape(y_train) != (np.shape(x_train)[0],):
+    raise ValueError(f"ntk_predictive: y_train must be [{np.shape(x_train)[0]}]"
+                     f", got shape {np.shape(y_train)}")
+  if not isinstance(t, jax.core.Tracer) and not float(t) >= 0:
+    raise ValueError(f"ntk_predictive: t must be >= 0, got {t}")
+  x_train, x_test = jnp.asarray(x_train), jnp.asarray(x_test)
+  args = (int(depth), sigma_w2, sigma_b2, activation)
+  k_tt, theta_tt = _ntk_kernel(x_train, x_train, *args)
+  k_st, theta_st = _ntk_kernel(x_test, x_train, *args)
+  k_ss, _ = _ntk_kernel(x_test, x_test, *args)
+  a = _flow_matrix(theta_tt, t)
+  ta = theta_st @ a                                               # [M, N]
+  mean = ta @ jnp.asarray(y_train, ta.dtype)
+  cross = ta @ k_st.T
+  cov = k_ss + ta @ k_tt @ ta.T - cross - cross.T
+  return mean, cov
+
+
+def linearised_prediction(f0_train: Array, f0_test: Array, y_train: Array,
+                          theta_train: Array, theta_test_train: Array,
+                          t: Any) -> Array:
+  """Outputs at test points of the linearised net after gradient flow, ``[M]``.
+
+  ``f_t(x*) = f_0(x*) + Theta(x*, X) Theta^{-1} (I - exp(-Theta t)) (y - f_0(X))``
+  (Lee et al. 2019, Eqs. 9-10) for one initialisation with outputs
+  ``f0_train [N]``, ``f0_test [M]`` and a kernel ``theta_train [N, N]``,
+  ``theta_test_train [M, N]`` (analytic or empirical).
+  """
+  a = _flow_matrix(jnp.asarray(theta_train), t)
+  return f0_test + theta_test_train @ (a @ (y_train - f0_train))

@@ -26,7 +26,12 @@ with explicit ``in_shardings`` / ``out_shardings``.
 
 Multi-host: the meshes span ``jax.devices()`` (all devices of all processes
 after :func:`jaxbdl.distributed.initialize`); on one host these are the local
-devices. See :mod:`jaxbdl.distributed` for the launch and per-host data.
+devices. Placement (:func:`place`) then builds global arrays from the value
+every process holds (``jax.make_array_from_callback``: each process fills
+only its own devices' shards), and ``"none"`` with several processes becomes
+a replicated layout over all devices (every process computes the whole fit;
+the arrays are global, so orbax can checkpoint them). See
+:mod:`jaxbdl.distributed` for the launch and per-host data.
 
 References:
   Xu et al. (2021), GSPMD: General and scalable parallelization for ML
@@ -43,7 +48,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 __all__ = [
     "STRATEGIES", "DATA_AXIS", "RUNS_AXIS", "Strategy", "make_strategy",
-    "make_mesh", "replicated", "leading_axis_sharding", "replicate",
+    "make_mesh", "place", "replicated", "leading_axis_sharding", "replicate",
     "shard_leading_axis", "shard_batch_loss", "jit_data_parallel_step",
     "vmap_fitter", "per_device_bytes",
 ]
@@ -86,9 +91,39 @@ def leading_axis_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(mesh.axis_names[0]))
 
 
+def _place_leaf(x, sharding):
+  if all(d.process_index == jax.process_index()
+         for d in sharding.device_set):
+    return jax.device_put(x, sharding)
+  if isinstance(x, jax.Array) and jax.dtypes.issubdtype(
+      x.dtype, jax.dtypes.prng_key):
+    impl = jax.random.key_impl(x)
+    data = _place_leaf(jax.random.key_data(x), sharding)
+    return jax.random.wrap_key_data(data, impl=impl)
+  if isinstance(x, jax.Array) and not x.is_fully_addressable:
+    if x.sharding == sharding:
+      return x
+    raise ValueError(f"cannot re-place a global array sharded as "
+                     f"{x.sharding} to {sharding}; pass the host value")
+  host = np.asarray(x)
+  return jax.make_array_from_callback(host.shape, sharding,
+                                      lambda index: host[index])
+
+
+def place(tree: PyTree, sharding: jax.sharding.Sharding) -> PyTree:
+  """Every leaf of ``tree`` laid out with ``sharding``.
+
+  ``jax.device_put`` when all devices of ``sharding`` belong to this process;
+  across processes a global array built from this process's value of each
+  leaf (every process must hold, and pass, the same full value; typed PRNG
+  keys are placed through their key data).
+  """
+  return jax.tree_util.tree_map(lambda x: _place_leaf(x, sharding), tree)
+
+
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
   """Places every leaf of ``tree`` on every device of ``mesh``."""
-  return jax.device_put(tree, replicated(mesh))
+  return place(tree, replicated(mesh))
 
 
 def shard_leading_axis(tree: PyTree, mesh: Mesh, what: str = "tree") -> PyTree:
@@ -112,7 +147,7 @@ def shard_leading_axis(tree: PyTree, mesh: Mesh, what: str = "tree") -> PyTree:
           f"{what}{jax.tree_util.keystr(path)} has shape {list(shape)}: its "
           f"leading axis must be a multiple of the {m} devices of mesh axis "
           f"{mesh.axis_names[0]!r}")
-  return jax.device_put(tree, leading_axis_sharding(mesh))
+  return place(tree, leading_axis_sharding(mesh))
 
 
 def shard_batch_loss(loss_fn: Callable, mesh: Mesh) -> Callable:
@@ -190,7 +225,10 @@ def make_strategy(name: str = "none",
   """Builds the :class:`Strategy` ``"none"``, ``"data"`` or ``"runs"``.
 
   Args:
-    name: the strategy; ``"none"`` leaves everything to JAX's defaults.
+    name: the strategy; ``"none"`` leaves everything to JAX's defaults on one
+      process; with several processes (:func:`jax.process_count` > 1) it
+      replicates everything over all devices (redundant computation, the
+      same numbers as one process).
     devices: devices of the mesh (default ``jax.devices()``).
 
   Raises:
@@ -198,8 +236,12 @@ def make_strategy(name: str = "none",
   """
   _check_strategy(name)
   identity = lambda x: x
-  if name == "none":
+  if name == "none" and jax.process_count() == 1:
     return Strategy(name, None, identity, identity, identity, identity)
+  if name == "none":
+    mesh = make_mesh(DATA_AXIS, devices)
+    rep = lambda tree: replicate(tree, mesh)
+    return Strategy(name, mesh, identity, rep, rep, rep)
   if name == "data":
     mesh = make_mesh(DATA_AXIS, devices)
     rep = lambda tree: replicate(tree, mesh)

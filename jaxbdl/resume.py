@@ -40,29 +40,46 @@ kept and the skipped steps are reported in a warning.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
 import shutil
-from typing import Any, Callable, NamedTuple, Optional
+import signal
+import stat
+import threading
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional
 
 import jax
 import numpy as np
 from absl import logging
 
 from jaxbdl import checkpoint
+from jaxbdl import distributed
 from jaxbdl import results as results_lib
 from jaxbdl import train
 
-__all__ = ["ON_NONFINITE", "NonFiniteError", "FitResult", "step_wrapper_for",
-           "resumable_fit", "list_checkpoints", "latest_good_checkpoint"]
+__all__ = ["ON_NONFINITE", "PREEMPTED_EXIT_CODE", "VERSION_PACKAGES",
+           "NonFiniteError", "RunMismatchError", "WorkdirLockedError",
+           "Preempted", "FitResult", "step_wrapper_for", "run_fingerprint",
+           "data_digests", "workdir_lock", "resumable_fit", "list_checkpoints",
+           "latest_good_checkpoint"]
 
 PyTree = Any
 ON_NONFINITE = ("stop", "skip")
 _CKPT_RE = re.compile(r"^ckpt_(\d{6,})$")
 _MANIFEST = "MANIFEST.json"
+_LOCK = "LOCK"
+# os.EX_TEMPFAIL: "temporary failure, the user is invited to retry" -- a
+# preempted run exits with it; the same command resumes.
+PREEMPTED_EXIT_CODE = 75
+# Distributions whose versions enter the fingerprint (numerics can change).
+VERSION_PACKAGES = ("jax", "jaxlib", "flax", "optax")
 
 
 class NonFiniteError(FloatingPointError):
@@ -87,6 +104,49 @@ class NonFiniteError(FloatingPointError):
     self.quantity = quantity
     self.run = run
     self.checkpoint = checkpoint_path
+
+
+class RunMismatchError(ValueError):
+  """A checkpoint belongs to a different run (fingerprint differs).
+
+  Attributes:
+    fields: the differing fingerprint fields, e.g. ``["config.learning_rate",
+      "data.train_data['x']"]``.
+    checkpoint: the checkpoint's path.
+  """
+
+  def __init__(self, message: str, *, fields: list, checkpoint_path: str):
+    super().__init__(message)
+    self.fields = fields
+    self.checkpoint = checkpoint_path
+
+
+class WorkdirLockedError(RuntimeError):
+  """Another live process holds the directory's lock (``holder``: its pid)."""
+
+  def __init__(self, message: str, *, holder: Optional[int]):
+    super().__init__(message)
+    self.holder = holder
+
+
+class Preempted(Exception):
+  """SIGTERM/SIGINT arrived: the chunk was finished and checkpointed.
+
+  The caller should exit with :data:`PREEMPTED_EXIT_CODE`; the same command
+  resumes from ``checkpoint``.
+
+  Attributes:
+    signal: the signal number; epoch: epochs done (and checkpointed);
+    checkpoint: path of the checkpoint holding them (``None`` if none yet).
+  """
+
+  def __init__(self, message: str, *, signum: int, epoch: int,
+               checkpoint_path: Optional[str]):
+    super().__init__(message)
+    self.signal = signum
+    self.epoch = epoch
+    self.checkpoint = checkpoint_path
+    self.exit_code = PREEMPTED_EXIT_CODE
 
 
 class FitResult(NamedTuple):
@@ -122,6 +182,145 @@ def step_wrapper_for(on_nonfinite: str) -> Optional[Callable]:
 
 
 # ---------------------------------------------------------------------------
+# Run fingerprints: what defines a run, stored in every manifest.
+
+
+def _flatten(prefix: str, obj: Any, out: dict) -> None:
+  if isinstance(obj, Mapping):
+    for k in sorted(obj, key=str):
+      _flatten(f"{prefix}.{k}" if prefix else str(k), obj[k], out)
+  else:
+    # JSON round trip: tuples and lists compare equal, as they come back.
+    out[prefix] = json.loads(json.dumps(results_lib.to_jsonable(obj)))
+
+
+def data_digests(data: PyTree, name: str = "data") -> dict[str, str]:
+  """``{name + leaf path: "dtype[shape] sha256:hex"}`` of every array.
+
+  The identity of the data a run trains on: a different split, subset or
+  preprocessing changes a digest. Arrays sharded across processes are
+  gathered first (:func:`jaxbdl.distributed.to_host`, a collective).
+  """
+  out = {}
+  for kp, leaf in jax.tree_util.tree_flatten_with_path(
+      distributed.to_host(data))[0]:
+    arr = np.ascontiguousarray(np.asarray(leaf))
+    digest = hashlib.sha256(arr.tobytes()).hexdigest()
+    out[f"{name}{jax.tree_util.keystr(kp)}"] = (
+        f"{arr.dtype.name}{list(arr.shape)} sha256:{digest}")
+  return out
+
+
+def _versions() -> dict[str, str]:
+  out = {}
+  for package in VERSION_PACKAGES:
+    try:
+      out[package] = importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+      out[package] = "absent"
+  return out
+
+
+def run_fingerprint(config: Optional[Mapping] = None, **data: PyTree
+                    ) -> dict[str, Any]:
+  """A flat ``{field: value}`` record of everything that defines a run.
+
+  Fields are ``config.<name>`` (every entry of ``config``, nested mappings
+  dotted), ``data.<name>[...]`` (:func:`data_digests` of each keyword array
+  tree) and ``versions.<package>`` (:data:`VERSION_PACKAGES`). Leave out of
+  ``config`` what may change between a run and its resumption (the number of
+  epochs, checkpoint cadence, device layout).
+  """
+  out = {}
+  _flatten("config", dict(config or {}), out)
+  for name in sorted(data):
+    for k, v in data_digests(data[name], name).items():
+      out[f"data.{k}"] = v
+  for k, v in _versions().items():
+    out[f"versions.{k}"] = v
+  return out
+
+
+def _short(v: Any) -> str:
+  text = json.dumps(v)
+  return text if len(text) <= 48 else text[:44] + '..."'
+
+
+
+def _check_fingerprint(path: str, stored: Optional[Mapping],
+                       current: Mapping) -> None:
+  """Raises :class:`RunMismatchError` naming every differing field."""
+  if stored is None:
+    raise RunMismatchError(
+        f"checkpoint {path} has no run fingerprint (written by an older "
+        "jaxbdl); it cannot be told apart from another run. Start over with "
+        "overwrite=True (--overwrite) or use a new workdir",
+        fields=["<missing>"], checkpoint_path=path)
+  fields = sorted(set(stored) | set(current))
+  diff = [f for f in fields if stored.get(f, "<absent>") !=
+          current.get(f, "<absent>")]
+  if diff:
+    shown = "; ".join(f"{f}: checkpoint {_short(stored.get(f, '<absent>'))}"
+                      f", now {_short(current.get(f, '<absent>'))}"
+                      for f in diff[:8])
+    more = f" (and {len(diff) - 8} more)" if len(diff) > 8 else ""
+    raise RunMismatchError(
+        f"checkpoint {path} belongs to a different run; differing fields: "
+        f"{shown}{more}. Resuming would mix two runs. Start over with "
+        "overwrite=True (--overwrite) or use a new workdir",
+        fields=diff, checkpoint_path=path)
+
+
+# ---------------------------------------------------------------------------
+# The directory lock: one writer per checkpoint directory.
+
+
+def _lock_name() -> str:
+  i = jax.process_index()
+  return _LOCK if i == 0 else f"{_LOCK}.p{i}"
+
+
+@contextlib.contextmanager
+def workdir_lock(directory: str) -> Iterator[str]:
+  """Holds an exclusive advisory lock (``fcntl.flock``) on ``directory``.
+
+  The lock file is ``directory/LOCK`` (``LOCK.p<i>`` for process ``i > 0``
+  of a multi-process run, so the processes of one run do not exclude each
+  other) and holds the holder's pid. The kernel drops the lock when the
+  holder exits, however it dies (SIGKILL included), so no stale lock needs
+  cleaning. Locks are per open file: a second ``workdir_lock`` on the same
+  directory fails even inside the same process.
+
+  Yields:
+    the lock file's path.
+
+  Raises:
+    WorkdirLockedError: another holder; the message names its pid.
+  """
+  os.makedirs(directory, exist_ok=True)
+  path = os.path.join(directory, _lock_name())
+  fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+        raise
+      text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+      holder = int(text) if text.isdigit() else None
+      raise WorkdirLockedError(
+          f"{directory} is in use by another process (pid "
+          f"{holder if holder is not None else 'unknown'}, lock file {path}); "
+          "wait for it to finish or stop it, or use another directory",
+          holder=holder) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    yield path
+  finally:
+    os.close(fd)  # Releases the flock.
+
+
+# ---------------------------------------------------------------------------
 # Checkpoint directories: naming, manifests, verification.
 
 
@@ -130,32 +329,63 @@ def _ckpt_name(epoch: int) -> str:
 
 
 def list_checkpoints(checkpoint_dir: str) -> list[tuple[int, str]]:
-  """``(epoch, path)`` of every ``ckpt_*`` directory, newest first."""
+  """``(epoch, path)`` of every ``ckpt_*`` entry, newest first.
+
+  Symlinks named ``ckpt_*`` are listed too (and fail verification).
+  """
   if not os.path.isdir(checkpoint_dir):
     return []
   found = []
   for name in os.listdir(checkpoint_dir):
     m = _CKPT_RE.match(name)
     path = os.path.join(checkpoint_dir, name)
-    if m and os.path.isdir(path):
+    if m and (os.path.isdir(path) or os.path.islink(path)):
       found.append((int(m.group(1)), path))
   return sorted(found, reverse=True)
 
 
+def _sha256_regular(path: str) -> tuple[int, str]:
+  """Size and SHA-256 of the REGULAR file ``path`` (never follows links,
+  never blocks on a FIFO or device)."""
+  try:
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+  except OSError as e:
+    raise ValueError(f"{path} cannot be opened as a regular file: {e}") from e
+  with os.fdopen(fd, "rb") as fh:
+    st = os.fstat(fh.fileno())
+    if not stat.S_ISREG(st.st_mode):
+      raise ValueError(f"{path} is not a regular file")
+    h = hashlib.sha256()
+    for block in iter(lambda: fh.read(1 << 20), b""):
+      h.update(block)
+  return st.st_size, h.hexdigest()
+
+
 def _file_digests(root: str) -> dict[str, list]:
-  """``{relative path: [size, sha256]}`` of every file under ``root``."""
+  """``{relative path: [size, sha256]}`` of every file under ``root``.
+
+  Only regular files and directories are accepted (``lstat``: nothing is
+  followed); a symlink, FIFO, socket or device anywhere under ``root`` (or
+  ``root`` itself a symlink) raises ``ValueError`` naming it.
+  """
+  if not stat.S_ISDIR(os.lstat(root).st_mode):
+    raise ValueError(f"{root} is not a directory (a symlink or a file)")
   out = {}
-  for dirpath, _, files in os.walk(root):
-    for f in files:
-      path = os.path.join(dirpath, f)
-      rel = os.path.relpath(path, root)
-      if rel == _MANIFEST:
-        continue
-      h = hashlib.sha256()
-      with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-          h.update(block)
-      out[rel] = [os.path.getsize(path), h.hexdigest()]
+  pending = [root]
+  while pending:
+    d = pending.pop()
+    for entry in sorted(os.scandir(d), key=lambda e: e.name):
+      mode = os.lstat(entry.path).st_mode
+      rel = os.path.relpath(entry.path, root)
+      if stat.S_ISDIR(mode):
+        pending.append(entry.path)
+      elif not stat.S_ISREG(mode):
+        kind = ("symlink" if stat.S_ISLNK(mode) else "FIFO" if
+                stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
+                else "device or special file")
+        raise ValueError(f"{entry.path} is a {kind}, not a regular file")
+      elif rel != _MANIFEST:
+        out[rel] = list(_sha256_regular(entry.path))
   return out
 
 
@@ -163,18 +393,30 @@ def _verify_files(path: str) -> dict:
   """Checks ``path`` against its manifest; returns the manifest.
 
   Raises:
-    ValueError: naming the missing/truncated/garbled/unexpected file.
+    ValueError: naming the missing/truncated/garbled/unexpected/non-regular
+      file, or an epoch that disagrees with the directory's name.
   """
   mpath = os.path.join(path, _MANIFEST)
-  if not os.path.isfile(mpath):
+  if os.path.islink(path) or not os.path.isdir(path):
+    raise ValueError(f"{path} is a symlink or not a directory")
+  if not os.path.lexists(mpath):
     raise ValueError(f"{mpath} is missing (incomplete checkpoint)")
   try:
+    size, _ = _sha256_regular(mpath)
+    if size > (16 << 20):
+      raise ValueError(f"{size} bytes")
     with open(mpath) as f:
       manifest = json.load(f)
     files = manifest["files"]
-    int(manifest["epoch"])
+    epoch = int(manifest["epoch"])
   except (ValueError, KeyError, TypeError) as e:
     raise ValueError(f"{mpath} is unreadable: {e}") from e
+  m = _CKPT_RE.match(os.path.basename(path))
+  if m is None or int(m.group(1)) != epoch:
+    raise ValueError(
+        f"{path}: its manifest says epoch {epoch} but the directory's name "
+        "says otherwise (a checkpoint copied or renamed over another); the "
+        "manifest is trusted, the checkpoint is not")
   have = _file_digests(path)
   for rel, (size, digest) in files.items():
     full = os.path.join(path, rel)
@@ -200,40 +442,39 @@ def _check_restored_finite(path: str, tree: PyTree) -> None:
 
 
 def _key_data(key: jax.Array) -> list:
-  return np.asarray(jax.random.key_data(key)).reshape(-1).tolist()
-
-
-def _host_sharding():
-  """Where restored history goes: this process's first device."""
-  return jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  data = distributed.to_host(jax.random.key_data(key))
+  return np.asarray(data).reshape(-1).tolist()
 
 
 class _BadCheckpoint(Exception):
   """A checkpoint that is incomplete, damaged or unreadable."""
 
 
-def _restore(path: str, target: train.FitState, key_data: list
-             ) -> tuple[int, train.FitState, dict]:
+def _restore(path: str, target: train.FitState, key_data: list,
+             fingerprint: Optional[Mapping]) -> tuple[int, train.FitState, dict]:
   """Verifies and restores one checkpoint.
 
   Raises:
     _BadCheckpoint: damaged (fall back to an older one).
-    ValueError: a checkpoint of another run (different key or tree); not
-      damage, so the caller must not silently fall back.
+    ValueError: a checkpoint of another run (different key, fingerprint
+      (:class:`RunMismatchError`) or tree); not damage, so the caller must
+      not silently fall back.
   """
   try:
     manifest = _verify_files(path)
-  except ValueError as e:
+  except (ValueError, OSError) as e:
     raise _BadCheckpoint(str(e)) from e
   if manifest.get("key_data") != key_data:
     raise ValueError(f"checkpoint {path} was written by a run with a different"
                      " PRNG key; use the same key or another checkpoint_dir")
+  if fingerprint is not None:
+    _check_fingerprint(path, manifest.get("fingerprint"), fingerprint)
+  epoch = int(manifest["epoch"])
   state_path = os.path.join(path, "fit")
   try:
-    hist_target = {
-        k: jax.ShapeDtypeStruct(tuple(shape), np.dtype(dtype),
-                                sharding=_host_sharding())
-        for k, (shape, dtype) in manifest["history"].items()}
+    # numpy targets: the history is host data, restored on every process.
+    hist_target = {k: np.zeros(tuple(shape), np.dtype(dtype))
+                   for k, (shape, dtype) in manifest["history"].items()}
   except (KeyError, TypeError, ValueError, AttributeError) as e:
     raise _BadCheckpoint(f"{path}/{_MANIFEST} has no valid history entry: "
                          f"{e}") from e
@@ -249,15 +490,37 @@ def _restore(path: str, target: train.FitState, key_data: list
     raise _BadCheckpoint(f"{state_path} does not restore ({type(e).__name__}:"
                          f" {str(e)[:300]})") from e
   fit_state, history = restored["state"], restored["history"]
+  host = distributed.to_host(fit_state.train)
   try:
-    _check_restored_finite(path, fit_state.train)
+    _check_restored_finite(path, host)
   except ValueError as e:
     raise _BadCheckpoint(str(e)) from e
-  return int(manifest["epoch"]), fit_state, dict(history)
+  epochs = np.asarray(distributed.to_host(fit_state.epoch))
+  if not np.all(epochs == epoch):
+    raise _BadCheckpoint(f"{path}: restored epoch counter "
+                         f"{epochs.reshape(-1).tolist()} differs from the "
+                         f"manifest's epoch {epoch}")
+  return epoch, fit_state, dict(history)
+
+
+def _move_aside(path: str, reason: str) -> None:
+  """Renames a bad checkpoint to ``*.corrupt`` (chief only) and warns."""
+  aside = path + ".corrupt"
+  logging.warning("Bad checkpoint %s skipped, falling back to the previous"
+                  " one: %s (moved to %s)", path, reason, aside)
+  if not distributed.is_chief():
+    return
+  if os.path.lexists(aside):
+    if os.path.isdir(aside) and not os.path.islink(aside):
+      shutil.rmtree(aside)
+    else:
+      os.remove(aside)
+  os.replace(path, aside)
 
 
 def latest_good_checkpoint(checkpoint_dir: str, target: train.FitState,
-                           key: jax.Array):
+                           key: jax.Array,
+                           fingerprint: Optional[Mapping] = None):
   """Restores the newest checkpoint that verifies; moves bad ones aside.
 
   Args:
@@ -265,69 +528,98 @@ def latest_good_checkpoint(checkpoint_dir: str, target: train.FitState,
     target: a FitState with the expected structure, shapes, dtypes (and
       shardings), e.g. ``fitter.init(state)``.
     key: the run's key; a checkpoint written with another key is an error.
+    fingerprint: the run's :func:`run_fingerprint`-style record; ``None``
+      skips the check (inspection tools).
 
   Returns:
     ``(epoch, fit_state, history, path)`` or ``None`` if there is no good
     checkpoint. Each bad checkpoint is reported with ``logging.warning``.
 
   Raises:
+    RunMismatchError: the newest intact checkpoint has another fingerprint.
     ValueError: a checkpoint of a run with a different key or a different
       parameter/optimiser tree (not damage, so no silent fallback).
   """
   key_data = _key_data(key)
   for epoch, path in list_checkpoints(checkpoint_dir):
     try:
-      got_epoch, fit_state, history = _restore(path, target, key_data)
+      got_epoch, fit_state, history = _restore(path, target, key_data,
+                                               fingerprint)
     except _BadCheckpoint as e:
-      aside = path + ".corrupt"
-      logging.warning("Bad checkpoint %s skipped, falling back to the previous"
-                      " one: %s (moved to %s)", path, e, aside)
-      if os.path.exists(aside):
-        shutil.rmtree(aside)
-      os.replace(path, aside)
+      _move_aside(path, str(e))
       continue
-    if got_epoch != epoch:
-      logging.warning("Checkpoint %s says epoch %d; using %d", path, got_epoch,
-                      epoch)
+    assert got_epoch == epoch
+    distributed.barrier(f"jaxbdl_resume_restored_{epoch}")
     return epoch, fit_state, history, path
+  distributed.barrier("jaxbdl_resume_restored_none")
   return None
 
 
 def _write_checkpoint(checkpoint_dir: str, epoch: int,
                       fit_state: train.FitState, history: dict,
-                      key_data: list, keep: int) -> str:
-  """Writes ``ckpt_{epoch}`` atomically and deletes all but ``keep`` newest."""
+                      key_data: list, fingerprint: Mapping, keep: int) -> str:
+  """Writes ``ckpt_{epoch}`` atomically and deletes all but ``keep`` newest.
+
+  Every process calls it (orbax writes each process's shards); the chief
+  writes the manifest, renames the directory into place and prunes; the
+  others wait for it at a barrier.
+  """
   final = os.path.join(checkpoint_dir, _ckpt_name(epoch))
-  tmp = os.path.join(checkpoint_dir, f".tmp_{_ckpt_name(epoch)}_{os.getpid()}")
-  if os.path.exists(tmp):
+  # One name for all processes of a run; the directory lock excludes
+  # writers of other runs.
+  tmp = os.path.join(checkpoint_dir, f".tmp_{_ckpt_name(epoch)}")
+  chief = distributed.is_chief()
+  if chief and os.path.lexists(tmp):
     shutil.rmtree(tmp)
-  os.makedirs(tmp)
+  distributed.barrier(f"jaxbdl_resume_tmp_{epoch}")
+  os.makedirs(tmp, exist_ok=True)
   try:
     checkpoint.save(os.path.join(tmp, "fit"),
                     {"state": fit_state, "history": history}, step=epoch)
-    manifest = {"epoch": epoch, "key_data": key_data,
-                "history": {k: [list(np.shape(v)), np.asarray(v).dtype.name]
-                            for k, v in history.items()},
-                "files": _file_digests(tmp)}
-    results_lib.atomic_write_json(os.path.join(tmp, _MANIFEST), manifest)
-    if os.path.exists(final):  # A stale one from before a fallback.
-      shutil.rmtree(final)
-    os.replace(tmp, final)
+    if chief:
+      manifest = {"epoch": epoch, "key_data": key_data,
+                  "fingerprint": dict(fingerprint),
+                  "history": {k: [list(np.shape(v)), np.asarray(v).dtype.name]
+                              for k, v in history.items()},
+                  "files": _file_digests(tmp)}
+      results_lib.atomic_write_json(os.path.join(tmp, _MANIFEST), manifest)
+      if os.path.lexists(final):  # A stale one from before a fallback.
+        shutil.rmtree(final)
+      os.replace(tmp, final)
   except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
+    if chief:
+      shutil.rmtree(tmp, ignore_errors=True)
     raise
-  for _, old in list_checkpoints(checkpoint_dir)[keep:]:
-    shutil.rmtree(old, ignore_errors=True)
+  if chief:
+    for _, old in list_checkpoints(checkpoint_dir)[keep:]:
+      shutil.rmtree(old, ignore_errors=True)
+  distributed.barrier(f"jaxbdl_resume_written_{epoch}")
   return final
 
 
 def _clean_tmp(checkpoint_dir: str) -> None:
-  """Removes temporary checkpoints left by a killed writer."""
-  for name in os.listdir(checkpoint_dir):
-    if name.startswith(".tmp_ckpt_"):
-      shutil.rmtree(os.path.join(checkpoint_dir, name), ignore_errors=True)
+  """Removes temporary checkpoints left by a killed writer (chief only; the
+  directory lock guarantees that no live writer owns them)."""
+  if distributed.is_chief():
+    for name in os.listdir(checkpoint_dir):
+      if name.startswith(".tmp_ckpt_"):
+        shutil.rmtree(os.path.join(checkpoint_dir, name), ignore_errors=True)
+  distributed.barrier("jaxbdl_resume_clean_tmp")
 
 
+def _remove_checkpoints(checkpoint_dir: str) -> None:
+  """``overwrite=True``: deletes every checkpoint of the previous run."""
+  if distributed.is_chief():
+    for name in os.listdir(checkpoint_dir):
+      path = os.path.join(checkpoint_dir, name)
+      if _CKPT_RE.match(name.removesuffix(".corrupt")) or name.startswith(
+          ".tmp_ckpt_"):
+        logging.warning("overwrite: deleting %s", path)
+        if os.path.isdir(path) and not os.path.islink(path):
+          shutil.rmtree(path)
+        else:
+          os.remove(path)
+  distributed.barrier("jaxbdl_resume_overwrite")
 # ---------------------------------------------------------------------------
 # The fit.
 
@@ -404,6 +696,35 @@ def _validate(num_epochs, checkpoint_every_epochs, keep, on_nonfinite,
                              "is not a directory")
 
 
+@contextlib.contextmanager
+def _catch_signals(enabled: bool) -> Iterator[dict]:
+  """While active, SIGTERM/SIGINT only set ``caught["signum"]`` (a second
+  one gets the previous handler: the default kill / KeyboardInterrupt)."""
+  caught = {"signum": None}
+  if not enabled or threading.current_thread() is not threading.main_thread():
+    yield caught
+    return
+  previous = {}
+
+  def handler(signum, frame):
+    del frame
+    if caught["signum"] is not None:
+      signal.signal(signum, previous.get(signum, signal.SIG_DFL))
+      os.kill(os.getpid(), signum)
+      return
+    caught["signum"] = signum
+    logging.warning("Received %s: finishing the current chunk, then "
+                    "checkpointing and stopping", signal.Signals(signum).name)
+
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    previous[signum] = signal.signal(signum, handler)
+  try:
+    yield caught
+  finally:
+    for signum, old in previous.items():
+      signal.signal(signum, old)
+
+
 def resumable_fit(fitter: train.Fitter,
                   state: train.TrainState,
                   train_data: PyTree,
@@ -415,8 +736,10 @@ def resumable_fit(fitter: train.Fitter,
                   checkpoint_every_epochs: int,
                   keep: int = 3,
                   on_nonfinite: str = "stop",
-                  on_checkpoint: Optional[Callable[[int, str], None]] = None
-                  ) -> FitResult:
+                  on_checkpoint: Optional[Callable[[int, str], None]] = None,
+                  fingerprint: Optional[Mapping] = None,
+                  overwrite: bool = False,
+                  handle_signals: bool = True) -> FitResult:
   """Runs ``fitter`` for ``num_epochs`` with checkpoints; resumes if possible.
 
   Args:
@@ -433,13 +756,24 @@ def resumable_fit(fitter: train.Fitter,
       match on resume.
     valid_data: for a fitter with ``eval_fn``.
     num_epochs: total epochs of the run (including restored ones).
-    checkpoint_dir: directory of the checkpoints (created).
+    checkpoint_dir: directory of the checkpoints (created, and locked for
+      the duration of the call: :func:`workdir_lock`).
     checkpoint_every_epochs: chunk length; a checkpoint after every chunk and
       after the last epoch.
     keep: number of newest good checkpoints kept.
     on_nonfinite: ``"stop"`` (raise :class:`NonFiniteError`) or ``"skip"``.
     on_checkpoint: optional ``on_checkpoint(epoch, path)`` called after each
       checkpoint is on disk (progress reports, tests).
+    fingerprint: flat mapping of what else defines the run (e.g.
+      :func:`run_fingerprint` of the config and the test data). The digests
+      of ``train_data``/``valid_data`` and the versions of
+      :data:`VERSION_PACKAGES` are always added. Stored in every manifest;
+      resuming from a checkpoint whose fingerprint differs raises
+      :class:`RunMismatchError`.
+    overwrite: delete the checkpoints found in ``checkpoint_dir`` and start
+      from epoch 0 (the way to re-run with changed settings).
+    handle_signals: catch SIGTERM/SIGINT (main thread only): the chunk in
+      flight is finished and checkpointed, then :class:`Preempted` is raised.
 
   Returns:
     :class:`FitResult`.
@@ -447,22 +781,48 @@ def resumable_fit(fitter: train.Fitter,
   Raises:
     ValueError: bad arguments, NaN/inf in the data, a checkpoint of a
       different run (key), or restored history that does not fit.
+    RunMismatchError: the newest intact checkpoint has another fingerprint.
+    WorkdirLockedError: another process holds ``checkpoint_dir``.
+    Preempted: a SIGTERM/SIGINT arrived; the work so far is checkpointed.
     NonFiniteError: ``on_nonfinite="stop"`` and a step's loss or gradient was
       NaN/inf; or ``"skip"`` with a fitter that does not skip.
   """
   _validate(num_epochs, checkpoint_every_epochs, keep, on_nonfinite,
             checkpoint_dir)
-  train.check_finite_data(train_data, "train_data")
+  host_train = distributed.to_host(train_data)
+  train.check_finite_data(host_train, "train_data")
+  data = {"train_data": host_train}
   if valid_data is not None:
-    train.check_finite_data(valid_data, "valid_data")
+    data["valid_data"] = distributed.to_host(valid_data)
+    train.check_finite_data(data["valid_data"], "valid_data")
+  full_fingerprint = run_fingerprint(None, **data)
+  full_fingerprint.pop("config", None)
+  _flatten("", dict(fingerprint or {}), full_fingerprint)
+  del host_train, data
   checkpoint_dir = os.path.abspath(os.path.expanduser(checkpoint_dir))
   os.makedirs(checkpoint_dir, exist_ok=True)
+  with workdir_lock(checkpoint_dir), _catch_signals(handle_signals) as caught:
+    return _fit_locked(fitter, state, train_data, key, valid_data,
+                       num_epochs=num_epochs, checkpoint_dir=checkpoint_dir,
+                       checkpoint_every_epochs=checkpoint_every_epochs,
+                       keep=keep, on_nonfinite=on_nonfinite,
+                       on_checkpoint=on_checkpoint,
+                       fingerprint=full_fingerprint, overwrite=overwrite,
+                       caught=caught)
+
+
+def _fit_locked(fitter, state, train_data, key, valid_data, *, num_epochs,
+                checkpoint_dir, checkpoint_every_epochs, keep, on_nonfinite,
+                on_checkpoint, fingerprint, overwrite, caught) -> FitResult:
+  """:func:`resumable_fit` once the directory is locked."""
+  if overwrite:
+    _remove_checkpoints(checkpoint_dir)
   _clean_tmp(checkpoint_dir)
   key_data = _key_data(key)
 
   fit_state = _jitted_init(fitter.init)(state)
   history = None
-  found = latest_good_checkpoint(checkpoint_dir, fit_state, key)
+  found = latest_good_checkpoint(checkpoint_dir, fit_state, key, fingerprint)
   epoch, ckpt_path = 0, None
   if found is not None:
     epoch, fit_state, history, ckpt_path = found
@@ -478,17 +838,27 @@ def resumable_fit(fitter: train.Fitter,
   resumed_from = epoch
 
   while epoch < num_epochs:
+    if distributed.any_process(caught["signum"] is not None):
+      signum = caught["signum"] or signal.SIGTERM
+      msg = (f"Preempted by {signal.Signals(signum).name}: stopped after epoch"
+             f" {epoch} of {num_epochs}; last checkpoint "
+             f"{ckpt_path or 'none'}; exit code {PREEMPTED_EXIT_CODE}. Run the"
+             " same command again to resume")
+      logging.warning("%s", msg)
+      raise Preempted(msg, signum=int(signum), epoch=epoch,
+                      checkpoint_path=ckpt_path)
     n = min(checkpoint_every_epochs - epoch % checkpoint_every_epochs,
             num_epochs - epoch)
-    steps0 = np.asarray(fit_state.train.step)
+    steps0 = distributed.to_host(fit_state.train.step)
     new_state, hist = _jitted_chunk(fitter.run_epochs, n)(
         fit_state, train_data, key, valid_data)
-    hist = jax.device_get(hist)
-    params_finite = all(np.all(np.isfinite(np.asarray(x))) for x in
-                  jax.tree_util.tree_leaves(new_state.train.params))
+    hist = distributed.to_host(hist)
+    params_finite = all(np.all(np.isfinite(x)) for x in
+                        jax.tree_util.tree_leaves(
+                            distributed.to_host(new_state.train.params)))
     err = _first_nonfinite(hist, epoch, steps0,
-                           np.asarray(new_state.train.step), ckpt_path,
-                           params_finite)
+                           distributed.to_host(new_state.train.step),
+                           ckpt_path, params_finite)
     if err is not None:
       if on_nonfinite == "stop":
         logging.error("%s", err)
@@ -509,14 +879,14 @@ def resumable_fit(fitter: train.Fitter,
     history = _concat_history(history, hist)
     epoch += n
     ckpt_path = _write_checkpoint(checkpoint_dir, epoch, fit_state, history,
-                                  key_data, keep)
+                                  key_data, fingerprint, keep)
     logging.info("Checkpoint %s written (epoch %d of %d)", ckpt_path, epoch,
                  num_epochs)
     if on_checkpoint is not None:
       on_checkpoint(epoch, ckpt_path)
 
   history = dict(history or {})
-  history["best_epoch"] = np.asarray(fit_state.early_stopping.best_epoch)
-  history["stopped_epoch"] = np.asarray(
-      fit_state.early_stopping.stopped_epoch)
+  es = distributed.to_host(fit_state.early_stopping)
+  history["best_epoch"] = np.asarray(es.best_epoch)
+  history["stopped_epoch"] = np.asarray(es.stopped_epoch)
   return FitResult(fitter.result(fit_state), history, fit_state, resumed_from)

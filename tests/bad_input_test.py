@@ -8,12 +8,22 @@ starts failing (XPASS) the day the entry point is fixed; they are listed in
 the scale helper's report for the module owners.
 
 Cheap by construction: every case fails at validation, before any real
-computation (no experiment runs its study here).
+computation (no experiment runs its study here). The message is asserted with
+``pytest.raises(..., match=re.escape(fragment))``.
+
+Config cases are generated: for every experiment config and every scalar
+field that has a rule in ``experiments.validate``, the command-line override
+``--config.FIELD=<a violating value>`` must be refused by ``launch.parse``
+with ``config.FIELD must be <rule>, got <value>`` before any work, and the
+workdir's existing ``results.json`` must be untouched.
 """
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
+import subprocess
 import sys
 from typing import Any, Callable, NamedTuple
 
@@ -44,8 +54,15 @@ from jaxbdl import priors
 from jaxbdl import results as results_lib
 from jaxbdl import resume
 from jaxbdl import train
-from jaxbdl import uci_benchmark
-from jaxbdl import vi
+from jaxbdl.bayes import elbo as bayes_elbo
+from jaxbdl.bayes import likelihoods as bayes_likelihoods
+from jaxbdl.bayes import priors as bayes_priors
+from jaxbdl.bayes import registry
+from absl import flags as absl_flags
+from experiments import launch
+from experiments import validate
+from scripts import regen_docs
+from tests import helpers
 
 SENTINEL = '{"sentinel": true}\n'
 
@@ -114,22 +131,10 @@ def _afile(tmp_path):
 
 
 def import_experiment(name: str):
-  """Imports ``experiments.NAME`` even if another experiment defined the
-  same absl flags (``--workdir``, ``--config``) in this process.
-
-  Experiments define their flags at import time on the global ``FLAGS``, so a
-  second experiment module raises ``DuplicateFlagError``; the clashing flag is
-  removed from ``FLAGS`` and the import retried (``run()`` reads no flags).
-  """
-  from absl import flags
-  for _ in range(200):
-    try:
-      return importlib.import_module(f"experiments.{name}")
-    except flags.DuplicateFlagError as e:
-      sys.modules.pop(f"experiments.{name}", None)
-      flag = str(e).split("'")[1]
-      delattr(flags.FLAGS, flag)
-  raise RuntimeError(f"could not import experiments.{name}")
+  """Imports ``experiments.NAME`` (experiments define absl flags only when
+  run as programs, in ``launch.main`` / their ``main``, so any number of
+  them import into one process)."""
+  return importlib.import_module(f"experiments.{name}")
 
 
 def _experiment(name: str, overrides: dict, workdir: str = "sentinel",
@@ -173,7 +178,7 @@ EXPERIMENT_CASES = {
         "unknown cnn.pool 'mean'"),
     "curve_fitting-too_few_points": Case(
         _experiment("curve_fitting", {"num_train": 1}), ValueError,
-        "num_train >= 2"),
+        "config.num_train must be an int >= 2, got 1"),
     "estimator_variance-unknown_cost": Case(
         _experiment("estimator_variance", {"costs": ("quartic",)}),
         ValueError, "unknown cost(s) ['quartic']"),
@@ -386,13 +391,26 @@ LIBRARY_CASES = {
         lambda t: distributions.Normal.sample(
             {"loc": jnp.zeros(()), "scale": -jnp.ones(())}, jax.random.key(0)),
         ValueError, "scale"),
-    "vi-num_samples_0": Case(
-        lambda t: vi.make_elbo_loss_fn(lambda w, x: x, None,
-                                       vi.gaussian_prior(1.0), num_data=8,
-                                       num_samples=0), ValueError,
+    "elbo-num_samples_0": Case(
+        lambda t: bayes_elbo.make_loss_fn(
+            bayes_elbo.weight_space(lambda w, x: x),
+            bayes_likelihoods.gaussian(1.0), bayes_priors.gaussian(1.0),
+            num_data=8, num_samples=0), ValueError,
         "num_samples must be a positive int"),
-    "vi-prior_scale_0": Case(lambda t: vi.gaussian_prior(0.0), ValueError,
-                             "scale"),
+    "priors-prior_scale_0": Case(lambda t: bayes_priors.gaussian(0.0),
+                                 ValueError, "scale must be a positive"),
+    "likelihoods-noise_scale_nan": Case(
+        lambda t: bayes_likelihoods.gaussian(float("nan")), ValueError,
+        "noise_scale must be a positive finite number, got nan"),
+    "likelihoods-categorical_one_class": Case(
+        lambda t: bayes_likelihoods.categorical(1), ValueError,
+        "num_classes must be an int >= 2, got 1"),
+    "registry-duplicate_method": Case(
+        lambda t: registry.check_names("map,map"), ValueError,
+        "method(s) ['map'] listed more than once"),
+    "registry-all_and_more": Case(
+        lambda t: registry.check_names("all,mfvi"), ValueError,
+        "'all' cannot be combined"),
     "ensembles-zero_members": Case(
         lambda t: ensembles.member_keys(jax.random.key(0), 0), ValueError,
         "num_members must be a positive int, got 0"),
@@ -402,8 +420,8 @@ LIBRARY_CASES = {
     "control_variates-decay_above_1": Case(
         lambda t: control_variates.moving_average_baseline(decay=1.5),
         ValueError, "decay must be in [0, 1), got 1.5"),
-    "uci_benchmark-unknown_method": Case(
-        lambda t: uci_benchmark.check_method_names(["svgp"]), ValueError,
+    "registry-unknown_method": Case(
+        lambda t: registry.check_names(["svgp"]), ValueError,
         "unknown method(s) ['svgp']"),
     # kernels / nngp / gp
     "kernels-mismatched_dims": Case(
@@ -504,9 +522,8 @@ def _params(cases):
 
 
 def _check(case: Case, tmp_path) -> None:
-  with pytest.raises(case.error) as e:
+  with pytest.raises(case.error, match=re.escape(case.fragment)):
     case.call(tmp_path)
-  assert case.fragment in str(e.value), str(e.value)
 
 
 @pytest.mark.parametrize("case", _params(LIBRARY_CASES))
@@ -526,15 +543,398 @@ def test_experiment_bad_input_keeps_disk_intact(case, tmp_path):
     assert afile.read_text() == "I am a regular file\n"
 
 
-def test_unknown_config_override_flag():
-  """``--config.bogus=1`` on the command line is refused by config_flags."""
-  from absl import flags
-  from ml_collections import config_flags
-  fv = flags.FlagValues()
-  config_flags.DEFINE_config_file("config", None, "", flag_values=fv,
-                                  lock_config=True)
-  path = os.path.join(os.path.dirname(os.path.dirname(__file__)),
-                      "experiments", "configs", "train_resumable.py")
-  with pytest.raises(flags.Error) as e:
-    fv(["prog", f"--config={path}:quick", "--config.bogus=1"])
-  assert "bogus" in str(e.value)
+# --- experiment configs on the command line (launch.parse) -------------------
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "experiments", "configs")
+CONFIG_NAMES = sorted(f[:-3] for f in os.listdir(CONFIG_DIR)
+                      if f.endswith(".py") and f != "__init__.py")
+
+
+def _sentinel_workdir(tmp_path) -> str:
+  return _workdir(tmp_path, "sentinel")
+
+
+def _parse(name, *overrides, config_arg=":quick"):
+  """``launch.parse`` of ``--workdir=<sentinel> --config=NAME.py:quick``."""
+  def call(tmp_path):
+    argv = ["prog", f"--workdir={_sentinel_workdir(tmp_path)}",
+            f"--config={CONFIG_DIR}/{name}.py{config_arg}", *overrides]
+    fv = absl_flags.FlagValues()
+    launch.define_flags(name, fv, argv)
+    return launch.parse(name, argv, fv)
+  return call
+
+
+def _violation(rule, value):
+  """A value of ``value``'s type that ``rule`` refuses, or None."""
+  if isinstance(value, bool):
+    return None
+  candidates = ([0, -1, 10 ** 6] if isinstance(value, int)
+                else [-1.0, 0.0, 1.0, 1.5])
+  return next((c for c in candidates if not rule.ok(c)), None)
+
+
+def _config_cases() -> dict:
+  cases = {}
+  for name in CONFIG_NAMES:
+    config = importlib.import_module(
+        f"experiments.configs.{name}").get_config("quick")
+    cases[f"{name}-unknown_field"] = Case(
+        _parse(name, "--config.bogus=1"), validate.ConfigError,
+        "unknown config field 'bogus' in --config.bogus=1; valid fields: ")
+    first_float = True
+    for path, value in validate._leaves(config):
+      rule = validate.rule_for(path, name)
+      if rule is None or isinstance(value, (tuple, list, str, type(None))):
+        continue
+      bad = _violation(rule, value)
+      if bad is not None:
+        cases[f"{name}-{path}={bad}"] = Case(
+            _parse(name, f"--config.{path}={bad}"), validate.ConfigError,
+            f"config.{path} must be {rule.text}, got {bad!r}")
+      if isinstance(value, float) and first_float:
+        first_float = False
+        cases[f"{name}-{path}=nan"] = Case(
+            _parse(name, f"--config.{path}=nan"), validate.ConfigError,
+            f"config.{path} must be {rule.text}, got nan")
+  return cases
+
+
+def _check_config(name, **overrides):
+  """``validate.check_config`` on NAME's quick config with overrides."""
+  def call(tmp_path):
+    del tmp_path
+    config = importlib.import_module(
+        f"experiments.configs.{name}").get_config("quick")
+    for key, value in overrides.items():
+      node = config
+      *parents, leaf = key.split("__")
+      for p in parents:
+        node = node[p]
+      node[leaf] = value
+    validate.check_config(name, config)
+  return call
+
+
+CONFIG_CASES = {
+    **_config_cases(),
+    # The reported ones: these ran to the end with rc 0 and NaN results.
+    "gap_uncertainty-num_predict_samples_0": Case(
+        _parse("gap_uncertainty", "--config.model.num_predict_samples=0"),
+        validate.ConfigError,
+        "config.model.num_predict_samples must be an int >= 1, got 0"),
+    "uci_regression-num_predict_samples_0": Case(
+        _parse("uci_regression", "--config.num_predict_samples=0"),
+        validate.ConfigError,
+        "config.num_predict_samples must be an int >= 1, got 0"),
+    "map_regression-negative_learning_rate": Case(
+        _parse("map_regression", "--config.learning_rate=-0.01"),
+        validate.ConfigError,
+        "config.learning_rate must be a finite number > 0, got -0.01"),
+    "map_regression-inf_learning_rate": Case(
+        _parse("map_regression", "--config.learning_rate=inf"),
+        validate.ConfigError,
+        "config.learning_rate must be a finite number > 0, got inf"),
+    "transfer-nested_learning_rate": Case(
+        _parse("transfer", "--config.adapt.learning_rate.frozen=-1e-3"),
+        validate.ConfigError,
+        "config.adapt.learning_rate.frozen must be a finite number > 0, got "
+        "-0.001"),
+    "curve_fitting-unknown_nested_field": Case(
+        _parse("gap_uncertainty", "--config.model.bogus=3"),
+        validate.ConfigError, "unknown config field 'model.bogus'"),
+    "curve_fitting-bad_float_text": Case(
+        _parse("curve_fitting", "--config.learning_rate=abc"),
+        validate.ConfigError,
+        "flag --config.learning_rate=abc: could not convert string to float"),
+    "curve_fitting-missing_config_file": Case(
+        _parse("curve_fitting", config_arg="_nope.py"), validate.ConfigError,
+        "cannot load config"),
+    "curve_fitting-unknown_variant": Case(
+        _parse("curve_fitting", config_arg=":tiny"), validate.ConfigError,
+        "cannot load config"),
+    "curve_fitting-tuple_element": Case(
+        _check_config("curve_fitting", widths=(4, 0)), validate.ConfigError,
+        "config.widths must be an int >= 1, got 0 in (4, 0)"),
+    "cnn_rnn-nan_in_tuple": Case(
+        _check_config("gap_uncertainty", model__hidden=(8, 0)),
+        validate.ConfigError,
+        "config.model.hidden must be an int >= 1, got 0 in (8, 0)"),
+    "uci_regression-grid_nan": Case(
+        _check_config("uci_regression",
+                      grid__mc_dropout__prior_scale=(1.0, float("nan"))),
+        validate.ConfigError,
+        "config.grid.mc_dropout.prior_scale must be a finite number > 0, got "
+        "nan"),
+    "estimator_variance-unruled_inf": Case(
+        _check_config("estimator_variance", bound_k=float("inf")),
+        validate.ConfigError, "config.bound_k must be a finite number, got inf"),
+}
+
+
+@pytest.mark.parametrize("case", _params(CONFIG_CASES))
+def test_bad_config_refused_before_work(case, tmp_path):
+  _check(case, tmp_path)
+  sentinel = tmp_path / "wd" / "results.json"
+  if sentinel.exists():
+    assert sentinel.read_text() == SENTINEL
+    assert sorted(os.listdir(tmp_path / "wd")) == ["results.json"]
+
+
+def test_command_line_bad_config_is_one_line_rc_2(tmp_path):
+  """The program itself: exit status 2, one stderr line, nothing written."""
+  wd = _sentinel_workdir(tmp_path)
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  root = os.path.dirname(CONFIG_DIR).rsplit(os.sep, 1)[0]
+  # One run (each costs a jax import); the value checks share the parser
+  # with the in-process cases above.
+  for override, expected in [
+      ("--config.bogus=1", "curve_fitting: unknown config field 'bogus'")]:
+    p = subprocess.run(
+        [sys.executable, "-m", "experiments.curve_fitting", f"--workdir={wd}",
+         f"--config={CONFIG_DIR}/curve_fitting.py:quick", override],
+        cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected), p.stderr
+  assert (tmp_path / "wd" / "results.json").read_text() == SENTINEL
+  assert sorted(os.listdir(tmp_path / "wd")) == ["results.json"]
+
+
+# --- method lists, results files, data numerics, docs ------------------------
+
+VALID = ("map", "mfvi", "ensemble")
+
+
+def _merge_into_corrupt(t):
+  path = t / "results.json"
+  path.write_text('{"yacht": ')
+  results_lib.merge_json(str(path), ["yacht", "map"], {"rmse": 1.0})
+
+
+def _merge_under_leaf(t):
+  path = t / "results.json"
+  path.write_text(SENTINEL)
+  results_lib.merge_json(str(path), ["sentinel", "map"], {"rmse": 1.0})
+
+
+def _uci_with(tmp_path, name, content: bytes, data_text=None):
+  d = _uci(tmp_path, data_text=data_text)
+  with open(os.path.join(d, name), "wb") as f:
+    f.write(content)
+  return d
+
+
+def _doc(text):
+  return lambda t: regen_docs.regenerate(text, str(t), "DOC.md")
+
+
+def _standardise(scale, others_scale=None):
+  x = scale * np.array([[1.0, 0.0], [2.0, 0.0], [3.0, 1.0]])
+  if others_scale is None:
+    return lambda t: data_lib.standardise(x)
+  return lambda t: data_lib.standardise(
+      np.array([[1.0], [2.0]]), np.array([[others_scale]]))
+
+
+MORE_CASES = {
+    # validate.method_list (the lead uses it in uci_regression / fit)
+    "method_list-duplicate": Case(
+        lambda t: validate.method_list("map,map", VALID), validate.ConfigError,
+        "duplicate method(s) ['map'] in 'map,map'"),
+    "method_list-all_and_name": Case(
+        lambda t: validate.method_list("all,mfvi", VALID),
+        validate.ConfigError, "'all' cannot be combined with other methods"),
+    "method_list-unknown": Case(
+        lambda t: validate.method_list("map,svgp", VALID),
+        validate.ConfigError,
+        "unknown method(s) ['svgp']; valid: ['map', 'mfvi', 'ensemble'] or "
+        "'all'"),
+    "method_list-empty": Case(
+        lambda t: validate.method_list("", VALID), validate.ConfigError,
+        "empty method list"),
+    "method_list-empty_name": Case(
+        lambda t: validate.method_list("map,,mfvi", VALID),
+        validate.ConfigError, "empty or non-string method name"),
+    "method_list-not_a_list": Case(
+        lambda t: validate.method_list(3, VALID), validate.ConfigError,
+        "method list must be a string or a sequence of names, got 3"),
+    "method_list-tuple_duplicate": Case(
+        lambda t: validate.method_list(("mfvi", "mfvi"), VALID, "data set"),
+        validate.ConfigError, "duplicate data set(s) ['mfvi']"),
+    # results files
+    "results-merge_corrupt_file": Case(
+        _merge_into_corrupt, ValueError, "not a valid JSON results file"),
+    "results-merge_into_leaf": Case(
+        _merge_under_leaf, ValueError,
+        "sentinel holds a bool, not an object; cannot merge"),
+    "results-merge_empty_key": Case(
+        lambda t: results_lib.merge_json(str(t / "r.json"), ["a", ""], {}),
+        ValueError, "key_path must be non-empty strings"),
+    "results-merge_no_key": Case(
+        lambda t: results_lib.merge_json(str(t / "r.json"), [], {}),
+        ValueError, "key_path must be non-empty strings"),
+    "results-merge_entry_not_mapping": Case(
+        lambda t: results_lib.merge_json(str(t / "r.json"), ["a"], [1]),
+        ValueError, "entry must be a mapping, got list"),
+    "results-merge_complete_not_bool": Case(
+        lambda t: results_lib.merge_json(str(t / "r.json"), ["a"], {},
+                                         complete="no"),
+        ValueError, "complete must be a bool"),
+    "results-write_results_not_mapping": Case(
+        lambda t: results_lib.write_results_json(str(t / "r.json"), [1]),
+        ValueError, "must be a mapping, got list"),
+    "results-read_latin1_json": Case(
+        lambda t: [(t / "r.json").write_bytes(b'{"a": "\xe9"}'),
+                   results_lib.read_json(str(t / "r.json"))],
+        ValueError, "r.json: not a valid JSON results file"),
+    "results-nan_in_json_is_null_not_error": Case(
+        lambda t: results_lib.atomic_write_json(str(t / "r.json"),
+                                                {"a": object()}),
+        TypeError, "not JSON serializable"),
+    # data: encodings and index files
+    "data-latin1_in_data": Case(
+        lambda t: data_lib.load_uci(_uci_with(
+            t, "data.txt", b"1 2 3\n4 5 6\n7 \xe98 9\n")), ValueError,
+        "data.txt: line 3: byte b'\\xe9' at column 3 is not UTF-8"),
+    "data-latin1_in_index": Case(
+        lambda t: data_lib.load_uci(_uci_with(
+            t, "index_test_0.txt", b"8\n9\xb0\n")), ValueError,
+        "index_test_0.txt: line 2: byte b'\\xb0' at column 2 is not UTF-8"),
+    "data-huge_index": Case(
+        lambda t: data_lib.load_uci(_uci_with(t, "index_test_0.txt",
+                                              b"8\n1e20\n")), ValueError,
+        "index_test_0.txt: line 2: row index 1e+20 is out of range [0, 10)"),
+    "data-negative_index": Case(
+        lambda t: data_lib.load_uci(_uci_with(t, "index_train_0.txt",
+                                              b"0 1\n2 -3\n")), ValueError,
+        "index_train_0.txt: line 2: row index -3 is out of range [0, 10)"),
+    "data-inf_index": Case(
+        lambda t: data_lib.load_uci(_uci_with(t, "index_features.txt",
+                                              b"0\ninf\n")), ValueError,
+        "index_features.txt: line 2: index inf is not an integer"),
+    "data-word_in_index": Case(
+        lambda t: data_lib.load_uci(_uci_with(t, "index_target.txt",
+                                              b"two\n")), ValueError,
+        "index_target.txt: line 1: cannot parse 'two' as a number"),
+    "data-huge_n_splits": Case(
+        lambda t: data_lib.load_uci(_uci_with(t, "n_splits.txt", b"1e20\n")),
+        ValueError, "n_splits.txt: expected one integer, got [1e+20]"),
+    "data-duplicate_index": Case(
+        lambda t: data_lib.load_uci(_uci_with(t, "index_test_0.txt",
+                                              b"8\n8\n")), ValueError,
+        "duplicate row indices (first: 8)"),
+    # data: numerics of standardisation
+    "data-standardise_1e200": Case(
+        _standardise(1e200), ValueError,
+        "standardise: x_train column[0]: training mean 2e+200 is beyond "
+        "float32's range"),
+    "data-standardise_1e-300": Case(
+        _standardise(1e-300), ValueError,
+        "standardise: x_train column[0]: training std 8.16e-301 is below "
+        "float32's smallest normal"),
+    "data-standardise_others_overflow": Case(
+        _standardise(1.0, 1e300), ValueError,
+        "standardise: x_others[0][0, 0] standardises to 2e+300, beyond "
+        "float32's range"),
+    "data-standardise_no_examples": Case(
+        lambda t: data_lib.standardise(np.zeros((0, 2))), ValueError,
+        "standardise: x_train has no examples"),
+    "data-uci_split_1e200_targets": Case(
+        lambda t: data_lib.uci_split(data_lib.load_uci(_uci(
+            t, data_text="\n".join(f"{i} {i % 3} {i}e200" for i in
+                                   range(1, 11)))), 0), ValueError,
+        "uci split 0: target: training mean 4.5e+200 is beyond float32"),
+    "data-uci_split_1e-300_targets": Case(
+        lambda t: data_lib.uci_split(data_lib.load_uci(_uci(
+            t, data_text="\n".join(f"{i} {i % 3} {i}e-300" for i in
+                                   range(1, 11)))), 0), ValueError,
+        "uci split 0: target: training std 2.29e-300 is below float32's "
+        "smallest normal"),
+    "data-uci_split_1e200_feature": Case(
+        lambda t: data_lib.uci_split(data_lib.load_uci(_uci(
+            t, data_text="\n".join(f"{i}e200 {i % 3} {i}" for i in
+                                   range(1, 11)))), 0), ValueError,
+        "uci split 0: feature column[0]: training mean 4.5e+200"),
+    # metrics
+    "metrics-accuracy_nan_row": Case(
+        lambda t: metrics.accuracy(np.array([0, 1]), np.array(
+            [[0.2, 0.8], [np.nan, np.nan]], np.float32)), ValueError,
+        "accuracy: logits_or_probs has 2 non-finite value(s), first nan at "
+        "index [1, 0]"),
+    "metrics-rmse_original_units_negative_std": Case(
+        lambda t: metrics.rmse_original_units(Y, Y + 1, -2.0), ValueError,
+        "rmse_original_units: y_std must be > 0, got -2.0"),
+    "metrics-rmse_nan": Case(
+        lambda t: metrics.rmse(_with_nan(Y, (3,)), Y), ValueError,
+        "rmse: y has 1 non-finite value(s), first nan at index [3]"),
+    "metrics-nll_prob_above_1": Case(
+        lambda t: metrics.nll(np.array([0]), np.array([[1.5, -0.5]])),
+        ValueError, "nll: probs must be in [0, 1], got 1.5 at index [0, 0]"),
+    "metrics-ece_float_labels": Case(
+        lambda t: metrics.expected_calibration_error(
+            np.array([0.5]), np.array([[0.5, 0.5]])), ValueError,
+        "expected_calibration_error: labels must be integers, got 0.5"),
+    "metrics-string_labels": Case(
+        lambda t: metrics.accuracy(np.array(["a"]), np.array([[0.5, 0.5]])),
+        ValueError, "accuracy: labels must be numeric"),
+    "metrics-mean_and_se_inf": Case(
+        lambda t: metrics.mean_and_se(np.array([1.0, np.inf])), ValueError,
+        "mean_and_se: values has 1 non-finite value(s), first inf"),
+    "metrics-mixture_negative_variance": Case(
+        lambda t: metrics.mixture_mean_variance(np.zeros((2, 3)), -1.0),
+        ValueError, "mixture_mean_variance: variances must be >= 0"),
+    # regenerated docs
+    "regen_docs-begin_without_end": Case(
+        _doc("<!-- BEGIN generated:t -->\n| x |"), ValueError,
+        "DOC.md:1: BEGIN generated:t has no END"),
+    "regen_docs-end_without_begin": Case(
+        _doc("a\n<!-- END generated:t -->"), ValueError,
+        "DOC.md:2: END generated:t without a BEGIN"),
+    "regen_docs-mismatched_end": Case(
+        _doc("<!-- BEGIN generated:t -->\n<!-- END generated:u -->"),
+        ValueError, "DOC.md:2: END generated:u closes BEGIN generated:t"),
+    "regen_docs-nested": Case(
+        _doc("<!-- BEGIN generated:t -->\n<!-- BEGIN generated:u -->"),
+        ValueError, "DOC.md:2: BEGIN inside the block opened at line 1"),
+    "regen_docs-no_data": Case(
+        _doc("<!-- BEGIN generated:t -->\n<!-- END generated:t -->"),
+        FileNotFoundError,
+        "DOC.md:1: no renderer named 't' and no results file "
+        "bench/results/t.json"),
+    "regen_docs-unknown_option": Case(
+        _doc("<!-- BEGIN generated:t colums=a -->\n<!-- END generated:t -->"),
+        ValueError, "DOC.md:1: unknown option(s) ['colums']"),
+    "regen_docs-missing_column": Case(
+        lambda t: [(t / "r.json").write_text('{"rows": [{"a": 1}]}'),
+                   _doc('<!-- BEGIN generated:t source=r.json columns=b -->'
+                        '\n<!-- END generated:t -->')(t)],
+        ValueError, "column 'b' is not in every row of r.json"),
+    # test helpers
+    "helpers-mc_one_sample": Case(
+        lambda t: helpers.assert_mc_close(np.zeros(1), 0.0), ValueError,
+        "need samples [S >= 2, ...], got shape [1]"),
+    "helpers-mc_nan": Case(
+        lambda t: helpers.assert_mc_close(np.array([0.0, np.nan]), 0.0),
+        ValueError, "samples hold non-finite values"),
+    "helpers-tol_int_dtype": Case(
+        lambda t: helpers.tol(np.int32), ValueError,
+        "tol: no tolerance for dtype int32"),
+}
+
+
+@pytest.mark.parametrize("case", _params(MORE_CASES))
+def test_more_bad_input_keeps_files_intact(case, tmp_path):
+  _check(case, tmp_path)
+  results_json = tmp_path / "results.json"
+  if results_json.exists():  # a corrupt or existing results file is kept
+    assert results_json.read_text() in (SENTINEL, '{"yacht": ')
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_suite_size():
+  """The issue asks for 150+ bad-input / fault cases."""
+  total = (len(LIBRARY_CASES) + len(EXPERIMENT_CASES) + len(CONFIG_CASES)
+           + len(MORE_CASES))
+  assert total >= 150, total

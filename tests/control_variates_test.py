@@ -266,11 +266,13 @@ def test_bad_combinations_raise():
     cvs.with_control_variate(ests.score_function, "delta")
   with pytest.raises(ValueError, match="coefficient"):
     cvs.with_control_variate(ests.score_function, cvs.delta_method(), "opt")
-  with pytest.raises(ValueError, match="only the Normal"):
+  with pytest.raises(ValueError, match="mean and covariance.*Categorical"):
     _trace_est = cvs.with_control_variate(ests.score_function,
                                           cvs.delta_method())
-    grad_fn = _trace_est(_F, dists.Laplace)
-    jax.eval_shape(lambda p, k: grad_fn(p, k, 2), PARAMS, _KEY)
+    grad_fn = _trace_est(lambda x: jnp.sum(x).astype(jnp.float32),
+                         dists.Categorical)
+    jax.eval_shape(lambda p, k: grad_fn(p, k, 2),
+                   {"logits": jnp.zeros((2, 3))}, _KEY)
 
 
 def test_stateful_signature():
@@ -285,3 +287,117 @@ def test_stateful_signature():
       lambda p, k, s: MOVING_AVERAGE.samples(_F, dists.Normal)(p, k, 4, s),
       PARAMS, _KEY, state)
   assert per_sample["scale"].shape == (4, 3)
+
+
+# ---------------------------------------------------------------------------
+# Capabilities, stateful surrogates, the early-training decay, the delta
+# method beyond the diagonal Normal.
+
+
+def test_wrapped_estimators_keep_the_reparameterized_flag():
+  for est in (ests.pathwise, ests.score_function, ests.measure_valued):
+    for cv in (cvs.delta_method(), cvs.leave_one_out_baseline(),
+               cvs.moving_average_baseline()):
+      wrapped = cvs.with_control_variate(est, cv)
+      assert wrapped.reparameterized == est.reparameterized, wrapped.name
+      assert wrapped.surrogate is not None, wrapped.name
+
+
+@functools.partial(jax.jit, static_argnums=2, compiler_options=FAST_COMPILE)
+def _stateful_surrogate_check(params, key, use_heuristic):
+  est = cvs.with_control_variate(
+      ests.score_function, cvs.moving_average_baseline(
+          0.9, use_decay_early_training_heuristic=use_heuristic))
+  f = lambda x: _f(x, 1, 0.5)
+  state = est.init(params)
+  # Two calls so the baseline of the second is non-zero.
+  _, state = est(f, dists.Normal)(params, jax.random.key(1), S, state)
+  grads, new_state = est(f, dists.Normal)(params, key, S, state)
+  (value, sur_state), sur_grads = jax.value_and_grad(
+      est.surrogate(f, dists.Normal), has_aux=True)(params, key, S, state)
+  xs = ests.draw_samples(dists.Normal, params, key, S)
+  return grads, new_state, sur_grads, sur_state, value, jnp.mean(
+      jax.vmap(f)(xs)), state
+
+
+@pytest.mark.parametrize("use_heuristic", [False, True],
+                         ids=["constant_decay", "early_decay"])
+def test_stateful_surrogate_gradient_is_the_estimate(use_heuristic):
+  """jax.grad(surrogate, has_aux=True) == the estimate with the same key and
+  state (the baseline applied to the samples used), same new state, and the
+  value is the MC mean of f at those samples."""
+  grads, new_state, sur_grads, sur_state, value, mc, state = (
+      _stateful_surrogate_check(PARAMS, jax.random.key(9), use_heuristic))
+  assert float(state.average) != 0.0
+  for leaf in ("loc", "scale"):
+    np.testing.assert_allclose(sur_grads[leaf], grads[leaf], rtol=1e-5,
+                               atol=1e-6)
+  for a, b in zip(new_state, sur_state):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+  np.testing.assert_allclose(value, mc, rtol=1e-5)
+
+
+def test_early_training_decay_heuristic():
+  """decay_i = min(decay, (1 + i) / (10 + i)): 0.1 then 2/11 for decay 0.9;
+  the zero-debiased baseline divides by 1 - prod_i decay_i."""
+  cv = cvs.moving_average_baseline(0.9,
+                                   use_decay_early_training_heuristic=True)
+  update, baseline = fast(cv.update), fast(cv.baseline)
+  state = cv.init(PARAMS)
+  state = update(jnp.full(4, 2.0), state)  # decay_0 = 0.1
+  np.testing.assert_allclose(state.average, 0.9 * 2.0, rtol=1e-6)
+  np.testing.assert_allclose(baseline(jnp.zeros(4), state)[0], 2.0,
+                             rtol=1e-6)
+  state = update(jnp.full(4, 5.0), state)  # decay_1 = 2/11
+  d1 = 2.0 / 11.0
+  avg = d1 * 1.8 + (1 - d1) * 5.0
+  np.testing.assert_allclose(state.average, avg, rtol=1e-6)
+  np.testing.assert_allclose(baseline(jnp.zeros(4), state)[0],
+                             avg / (1 - 0.1 * d1), rtol=1e-6)
+  # Late in training (i = 200: 201/210 > 0.9) decay_i = decay.
+  late = cvs.MovingAverageState(jnp.float32(1.0), jnp.int32(200),
+                                jnp.float32(0.5))
+  late = update(jnp.full(4, 3.0), late)
+  np.testing.assert_allclose(late.average, 0.9 * 1.0 + 0.1 * 3.0, rtol=1e-6)
+  np.testing.assert_allclose(late.weight, 1.0 - 0.9 * 0.5, rtol=1e-6)
+
+
+_MVN = {"loc": jnp.array([0.4, -0.7]),
+        "scale_tril": jnp.array([[0.8, 0.0], [0.5, 1.2]])}
+_A = np.array([1.0, 2.0])
+
+
+def _mvn_quadratic(x):
+  return jnp.square(jnp.sum(jnp.asarray(_A, jnp.float32) * x) - 1.0)
+
+
+@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+def _mvn_delta(params, keys):
+  est = cvs.with_control_variate(ests.score_function, cvs.delta_method())
+  return jax.vmap(est(_mvn_quadratic, dists.MultivariateNormalTriL),
+                  in_axes=(None, 0, None))(params, keys, 2)
+
+
+def test_delta_method_uses_full_covariance():
+  """For a quadratic f with cross terms under a full-covariance Normal the
+  delta method is exact: every estimate equals grad E f, E f = (a.mu - 1)^2
+  + a^T L L^T a (grads by float64 central differences)."""
+  draws = _mvn_delta(_MVN, jax.random.split(jax.random.key(3), 8))
+  p = {k: np.asarray(v, np.float64) for k, v in _MVN.items()}
+
+  def expect(loc, scale_tril):
+    tril = np.tril(scale_tril)
+    return (_A @ loc - 1.0) ** 2 + _A @ tril @ tril.T @ _A
+
+  h = 1e-6
+  for leaf in ("loc", "scale_tril"):
+    g = np.zeros_like(p[leaf])
+    for i in np.ndindex(g.shape):
+      up, dn = dict(p), dict(p)
+      up[leaf], dn[leaf] = p[leaf].copy(), p[leaf].copy()
+      up[leaf][i] += h
+      dn[leaf][i] -= h
+      g[i] = (expect(**up) - expect(**dn)) / (2 * h)
+    np.testing.assert_allclose(
+        draws[leaf], np.broadcast_to(g, draws[leaf].shape), rtol=1e-4,
+        atol=1e-4)

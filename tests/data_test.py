@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from jaxbdl import data
+from tests.helpers import FIXTURES, tol
 
 # A 10 x 4 table. Column 1 is the TARGET (not last); column 2 is constant.
 _TABLE = np.array(
@@ -77,22 +78,23 @@ def test_uci_split_standardises_with_training_statistics(tmp_path, split):
   x, y = _TABLE[:, _FEATURES], _TABLE[:, _TARGET]
   mean, std = x[tr].mean(0), x[tr].std(0)
   std[1] = 1.0  # The constant column gets std 1.
-  tol = dict(rtol=1e-6, atol=1e-6)  # float32 storage of float64 arithmetic.
-  np.testing.assert_allclose(s.x_mean, mean, **tol)
-  np.testing.assert_allclose(s.x_std, std, **tol)
+  # float32 storage of float64 arithmetic: a few float32 roundings.
+  t32 = tol(np.float32, 8)
+  np.testing.assert_allclose(s.x_mean, mean, **t32)
+  np.testing.assert_allclose(s.x_std, std, **t32)
   assert s.x_std[1] == 1.0
-  np.testing.assert_allclose(s.x_train, (x[tr] - mean) / std, **tol)
-  np.testing.assert_allclose(s.x_test, (x[te] - mean) / std, **tol)
+  np.testing.assert_allclose(s.x_train, (x[tr] - mean) / std, **t32)
+  np.testing.assert_allclose(s.x_test, (x[te] - mean) / std, **t32)
   np.testing.assert_allclose(s.x_train[:, 1], 0.0)
-  np.testing.assert_allclose(s.y_mean, y[tr].mean(), **tol)
-  np.testing.assert_allclose(s.y_std, y[tr].std(), **tol)
+  np.testing.assert_allclose(s.y_mean, y[tr].mean(), **t32)
+  np.testing.assert_allclose(s.y_std, y[tr].std(), **t32)
   # Training inputs/targets have mean 0, std 1 (except the constant column).
-  np.testing.assert_allclose(s.y_train.mean(), 0.0, atol=1e-6)
-  np.testing.assert_allclose(s.y_train.std(), 1.0, rtol=1e-6)
+  np.testing.assert_allclose(s.y_train.mean(), 0.0, **t32)
+  np.testing.assert_allclose(s.y_train.std(), 1.0, **t32)
   # De-normalisation round-trip.
-  np.testing.assert_allclose(s.y_test * s.y_std + s.y_mean, y[te], **tol)
-  np.testing.assert_allclose(s.y_test_raw, y[te], **tol)
-  np.testing.assert_allclose(s.x_test * s.x_std + s.x_mean, x[te], **tol)
+  np.testing.assert_allclose(s.y_test * s.y_std + s.y_mean, y[te], **t32)
+  np.testing.assert_allclose(s.y_test_raw, y[te], **t32)
+  np.testing.assert_allclose(s.x_test * s.x_std + s.x_mean, x[te], **t32)
   assert s.x_train.dtype == np.float32 and s.y_std.dtype == np.float32
   assert s.x_train.shape == (8, 3) and s.y_test.shape == (2,)
 
@@ -187,24 +189,37 @@ def test_uci_split_out_of_range(tmp_path, split):
     data.uci_split(ds, split)
 
 
-def _uci_root():
-  here = os.path.dirname(os.path.abspath(__file__))
-  for root in ("/work/shared/data/uci",
-               os.path.join(here, "..", "..", "shared", "data", "uci"),
-               os.path.join(here, "..", "shared", "data", "uci")):
-    if os.path.isdir(root):
-      return root
-  return None
+_YACHT_HEAD = os.path.join(FIXTURES, "uci", "yacht_head")
+
+
+def test_real_format_fixture_yacht_head():
+  """The first 20 rows of the real yacht files (tests/fixtures/uci)."""
+  assert data.list_uci_datasets(os.path.dirname(_YACHT_HEAD)) == ["yacht_head"]
+  ds = data.load_uci(_YACHT_HEAD)
+  assert ds.data.shape == (20, 7) and ds.n_splits == 2
+  np.testing.assert_array_equal(ds.feature_idx, np.arange(6))
+  assert ds.target_idx == 6
+  np.testing.assert_array_equal(ds.data[0], [-2.3, 0.568, 4.78, 3.99, 3.17,
+                                             0.125, 0.11])
+  s = data.uci_split(ds, 1)
+  tr = ds.train_idx[1]
+  y = ds.data[tr, 6]
+  np.testing.assert_allclose(s.y_mean, y.mean(), **tol(np.float32))
+  np.testing.assert_allclose(s.y_std, y.std(), **tol(np.float32))
+  # Column 0 of the first 20 rows is constant (-2.3): std set to 1.
+  assert s.x_std[0] == 1.0
 
 
 _UCI_ROWS = {"concrete": 1030, "energy": 768, "kin8nm": 8192,
              "power-plant": 9568, "wine-quality-red": 1599, "yacht": 308}
 
 
-@pytest.mark.skipif(_uci_root() is None, reason="shared UCI data not present")
+@pytest.mark.experiment
+@pytest.mark.skipif(not os.environ.get("JAXBDL_UCI_ROOT"),
+                    reason="set JAXBDL_UCI_ROOT to the folder of UCI data sets")
 @pytest.mark.parametrize("name", sorted(_UCI_ROWS))
 def test_real_uci_datasets(name):
-  root = _uci_root()
+  root = os.environ["JAXBDL_UCI_ROOT"]
   assert name in data.list_uci_datasets(root)
   ds = data.load_uci(os.path.join(root, name))
   assert ds.data.shape[0] == _UCI_ROWS[name]
@@ -215,6 +230,54 @@ def test_real_uci_datasets(name):
     assert te.size == round(0.1 * n) or te.size == int(0.1 * n) + 1
   s = data.uci_split(ds, 0)
   assert s.x_train.shape == (ds.train_idx[0].size, ds.feature_idx.size)
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30, 1e-10, 1e10])
+def test_standardise_is_scale_invariant(scale):
+  """Oracle: standardising c * x gives the arrays of x, mean and std times c."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(50, 3)) + 3.0
+  (a,), mean, std = data.standardise(x)
+  (b,), mean_c, std_c = data.standardise(scale * x)
+  np.testing.assert_allclose(b, a, **tol(np.float32, 64))
+  np.testing.assert_allclose(mean_c, scale * mean, **tol(np.float32, 64))
+  np.testing.assert_allclose(std_c, scale * std, **tol(np.float32, 64))
+
+
+@pytest.mark.parametrize("value, pattern", [
+    (1e200, "training mean 2e\\+200 is beyond float32's range"),
+    (1e-300, "training std 8.16e-301 is below float32's smallest normal"),
+])
+def test_standardise_refuses_what_float32_cannot_hold(value, pattern):
+  x = value * np.array([[1.0], [2.0], [3.0]])
+  with pytest.raises(ValueError, match=pattern):
+    data.standardise(x)
+
+
+def test_uci_split_refuses_huge_targets(tmp_path):
+  table = _TABLE.copy()
+  table[:, _TARGET] *= 1e200
+  ds = data.load_uci(_make_folder(tmp_path, table=table))
+  with pytest.raises(ValueError, match="toy split 0: target: training mean"):
+    data.uci_split(ds, 0)
+
+
+def test_latin1_byte_names_file_and_line(tmp_path):
+  d = _make_folder(tmp_path)
+  with open(os.path.join(d, "data.txt"), "ab") as f:
+    f.write(b"1 2 3 4\n5 caf\xe9 7 8\n")
+  with pytest.raises(ValueError, match=r"data.txt: line 13: byte b'\\xe9' "
+                     "at column 6 is not UTF-8"):
+    data.load_uci(d)
+
+
+def test_huge_index_is_reported_as_written(tmp_path):
+  d = _make_folder(tmp_path)
+  with open(os.path.join(d, "index_test_1.txt"), "w") as f:
+    f.write("4\n1e20\n")
+  with pytest.raises(ValueError, match=r"index_test_1.txt: line 2: row index "
+                     r"1e\+20 is out of range \[0, 10\)"):
+    data.load_uci(d)
 
 
 # ---------------------------------------------------------------------------
@@ -229,8 +292,9 @@ def test_sklearn_loaders():
   x, y = data.load_breast_cancer(add_bias=True)
   assert x.shape == (569, 31) and y.shape == (569,)
   np.testing.assert_allclose(x[:, -1], 1.0)
-  np.testing.assert_allclose(x[:, :-1].mean(0), 0.0, atol=1e-5)
-  np.testing.assert_allclose(x[:, :-1].std(0), 1.0, rtol=1e-4)
+  # float32 sums of 569 standardised values: <= 569 roundings (worst case).
+  np.testing.assert_allclose(x[:, :-1].mean(0), 0.0, **tol(np.float32, 569))
+  np.testing.assert_allclose(x[:, :-1].std(0), 1.0, **tol(np.float32, 569))
   x, y = data.load_diabetes()
   assert x.shape == (442, 10) and y.shape == (442,) and y.min() >= 25
 
@@ -288,8 +352,9 @@ def test_gap_regression():
   assert abs(resid.std() - 0.1) < 5 * 0.1 / np.sqrt(2 * 200)
   assert d.x_grid.shape == (200, 1)
   assert float(d.x_grid.min()) < -1.0 and float(d.x_grid.max()) > 1.0
+  # float32 sin of arguments up to 3 pi: a few ulps of the argument.
   np.testing.assert_allclose(d.f_grid, np.sin(2 * np.pi * d.x_grid[:, 0]),
-                             atol=1e-5)
+                             **tol(np.float32, 64))
 
 
 def test_sinusoid_tasks():
@@ -300,8 +365,10 @@ def test_sinusoid_tasks():
   assert float(amp.min()) >= 0.1 and float(amp.max()) <= 5.0
   assert float(phase.min()) >= 0.0 and float(phase.max()) <= np.pi
   assert np.abs(x).max() <= 5.0
+  # float32 amplitude (<= 5) times sin of arguments up to 5 + pi.
   np.testing.assert_allclose(
-      y, amp[:, None, None] * np.sin(x - phase[:, None, None]), atol=1e-5)
+      y, amp[:, None, None] * np.sin(x - phase[:, None, None]),
+      **tol(np.float32, 5 * 64))
 
 
 def test_noisy_sinusoid_sequences():

@@ -26,7 +26,9 @@ def test_quick_run(tmp_path):
   for name in ("results.json", "results.md", "variance_mu1_sigma1.png"):
     assert os.path.getsize(tmp_path / name) > 0, name
   with open(tmp_path / "results.json") as fh:
-    assert json.load(fh)["num_rows"] == res["num_rows"]
+    saved = json.load(fh)
+  assert saved["num_rows"] == res["num_rows"]
+  assert len(saved["provenance"]["git_commit"]) == 40
   rows = res["rows"]
   n = config.num_samples
   pw = _row(rows, cost="quadratic", k=0.0, estimator="pathwise", param="loc")

@@ -52,14 +52,18 @@ def test_unknown_config_variant():
 
 @pytest.mark.parametrize("name", sorted(map_regression.NOISE_MODELS))
 def test_noise_model_outputs(name):
-  # Every noise model maps params to [N, 2] = (mean, raw scale); the
+  # Every noise model gives member means and variances [M, N] > 0; the
   # homoscedastic one starts at the configured noise std.
-  model = map_regression.NOISE_MODELS[name]((4,), "tanh", 0.3, 1e-3)
+  config = config_lib.get_config("quick")
+  with config.unlocked():
+    config.num_members, config.num_epochs, config.batch_size = 1, 1, 5
+    config.learning_rate = 1e-12  # one step that changes nothing visible
   x = jnp.linspace(-1.0, 1.0, 5)[:, None]
-  params = model.init(jax.random.key(0), x[:1])
-  means, variances = map_regression.predict(
-      model, jax.tree.map(lambda a: a[None], params), x, 1e-3)
+  state, _ = map_regression.train_ensemble(config, name, x, jnp.zeros(5),
+                                           jax.random.key(0))
+  means, variances = map_regression.predict(config, name, state, x)
   assert means.shape == (1, 5) and variances.shape == (1, 5)
   assert bool(jnp.all(variances > 0))
   if name == "homoscedastic":
-    np.testing.assert_allclose(np.sqrt(variances), 0.3, rtol=1e-5)
+    np.testing.assert_allclose(np.sqrt(variances), config.init_noise_scale,
+                               rtol=1e-5)

@@ -1,14 +1,21 @@
-"""End-to-end tests of experiments/train_resumable.py: smoke run and SIGKILL.
+"""End-to-end tests of experiments/train_resumable.py: smoke run, faults.
 
 The SIGKILL test starts the experiment as a subprocess, kills it with SIGKILL
 after its second checkpoint, restarts it with the same command and checks that
 the final parameters and metrics are BITWISE those of an uninterrupted run
-(same compiled programs on the same CPU, so no tolerance is needed).
+(same compiled programs on the same CPU, so no tolerance is needed). The
+SIGTERM test does the same with a graceful stop (exit code 75) at XLA's
+DEFAULT optimisation level (``XLA_FLAGS`` unset; the rest of the suite runs
+at O0), against an uninterrupted run at that level, and checks that a second
+process on the busy workdir exits at once naming the holder's pid.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +25,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import train_resumable as config_lib
+from jaxbdl import resume
 
 
 def _import_experiment(name: str):
@@ -93,7 +101,9 @@ def test_quick_run_writes_outputs_and_learns(reference, data_dir):
   assert res["data"] == "tiny" and res["num_train"] == 128
   assert ens["test_rmse"] < 0.5 * float(np.std(_targets(data_dir)))
   assert res["resumed_from"] == 0
-  checkpoints = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+  checkpoints = sorted(n for n in os.listdir(os.path.join(workdir,
+                                                         "checkpoints"))
+                       if n.startswith("ckpt_"))
   assert checkpoints == ["ckpt_000004", "ckpt_000005", "ckpt_000006"]
 
 
@@ -158,3 +168,95 @@ def test_bad_config(tmp_path, data_dir, field, value, message):
   with pytest.raises(ValueError) as e:
     train_resumable.run(config, str(tmp_path), data_dir=data_dir)
   assert message in str(e.value)
+
+
+def _snapshot(root):
+  out = {}
+  for d, _, files in os.walk(root):
+    for f in files:
+      p = os.path.join(d, f)
+      out[os.path.relpath(p, root)] = hashlib.sha256(
+          open(p, "rb").read()).hexdigest()
+  return out
+
+
+@pytest.mark.parametrize("field,value,shown", [
+    ("learning_rate", 0.02, "checkpoint 0.01, now 0.02"),
+    ("batch_size", 16, "checkpoint 32, now 16"),
+    ("split_seed", 1, "checkpoint 0, now 1"),
+    ("prior_scale", 2.0, "checkpoint 1.0, now 2.0"),
+    ("activation", "tanh", 'checkpoint "relu", now "tanh"'),
+])
+def test_changed_config_is_refused(tmp_path, reference, data_dir, field,
+                                   value, shown):
+  """Re-running a finished workdir with another setting used to relabel the
+  old weights with the new config; now it is refused, nothing is touched."""
+  workdir = str(tmp_path / "w")
+  shutil.copytree(reference[0], workdir)
+  before = _snapshot(workdir)
+  config = config_lib.get_config("quick")
+  config[field] = value
+  with pytest.raises(resume.RunMismatchError,
+                     match=rf"differing fields: config\.{field}: "
+                           rf"{re.escape(shown)}\. .*--overwrite"):
+    train_resumable.run(config, workdir, data_dir=data_dir)
+  assert _snapshot(workdir) == before
+
+
+def _wait_for(path, proc, deadline_s=240):
+  deadline = time.time() + deadline_s
+  while not os.path.exists(path):
+    assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+    assert time.time() < deadline, f"no {path} within {deadline_s} s"
+    time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_sigterm_and_lock_at_default_xla_level(tmp_path, data_dir):
+  env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +
+             os.environ.get("PYTHONPATH", ""))
+  env.pop("XLA_FLAGS", None)  # XLA's default optimisation level
+  # The oracle: an uninterrupted run at the same level (started alongside).
+  ref_dir = str(tmp_path / "ref")
+  ref = subprocess.Popen(_command(ref_dir, data_dir), cwd=ROOT, env=env,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  # 1. A slowed-down run holds the workdir ...
+  workdir = str(tmp_path / "stopped")
+  proc = subprocess.Popen(_command(workdir, data_dir, "--sleep_per_chunk",
+                                   "4.0"),
+                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE)
+  _wait_for(os.path.join(workdir, "checkpoints", "LOCK"), proc)
+  # 2. ... so a second process on it exits at once, naming the holder.
+  second = subprocess.run(_command(workdir, data_dir), cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert second.returncode == train_resumable.LOCKED_EXIT_CODE == 73
+  assert f"in use by another process (pid {proc.pid}," in second.stderr
+  # 3. SIGTERM after the 2nd checkpoint: finish the chunk, checkpoint, 75.
+  _wait_for(os.path.join(workdir, "checkpoints", "ckpt_000002"), proc)
+  assert proc.poll() is None, "the run finished before the SIGTERM"
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=120)
+  err = err.decode()
+  assert proc.returncode == resume.PREEMPTED_EXIT_CODE == 75, err[-3000:]
+  assert re.search(r"Preempted by SIGTERM: stopped after epoch [2-5] of 6",
+                   err), err[-3000:]
+  assert not os.path.exists(os.path.join(workdir, "results.json"))
+  stopped_at = max(int(n[5:]) for n in os.listdir(
+      os.path.join(workdir, "checkpoints")) if n.startswith("ckpt_"))
+  assert 2 <= stopped_at < 6
+  # 4. The same command resumes and ends bitwise on the oracle.
+  done = subprocess.run(_command(workdir, data_dir), cwd=ROOT, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr[-3000:]
+  _, ref_err = ref.communicate(timeout=300)
+  assert ref.returncode == 0, ref_err.decode()[-3000:]
+  res = json.load(open(os.path.join(workdir, "results.json")))
+  want_res = json.load(open(os.path.join(ref_dir, "results.json")))
+  assert res["resumed_from"] == stopped_at
+  got = np.load(os.path.join(workdir, "final_params.npz"))
+  want = np.load(os.path.join(ref_dir, "final_params.npz"))
+  assert sorted(got.files) == sorted(want.files)
+  for name in want.files:
+    np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+  assert res["rows"] == want_res["rows"]

@@ -7,6 +7,7 @@ import pytest
 
 from experiments import uci_regression
 from experiments.configs import uci_regression as config_lib
+from jaxbdl.bayes import registry
 from tests.uci_layout import write_uci_folder
 
 
@@ -15,7 +16,7 @@ def test_quick_run_writes_results_and_learns(tmp_path):
   write_uci_folder(root, "toy", rows=80, n_splits=3)
   cfg = config_lib.get_config("quick")
   cfg.data_dir = str(root)
-  cfg.method = "map,mfvi_lrt"
+  cfg.method = "all"  # every registered method runs end to end
   cfg.num_steps = 150
   cfg.max_epochs = 40
   workdir = tmp_path / "out"
@@ -25,7 +26,7 @@ def test_quick_run_writes_results_and_learns(tmp_path):
     assert os.path.exists(workdir / f), f
   saved = json.loads((workdir / "results.json").read_text())
   toy = saved["datasets"]["toy"]
-  assert set(toy) == {"map", "mfvi_lrt"}
+  assert set(toy) == set(registry.METHODS)
   y = np.loadtxt(root / "toy" / "data.txt")[:, 3]
   for method, r in toy.items():
     assert r["num_splits"] == 2 and len(r["per_split"]) == 2
@@ -34,6 +35,11 @@ def test_quick_run_writes_results_and_learns(tmp_path):
     assert r["rmse_mean"] < 0.9 * np.std(y), (method, r["rmse_mean"])
     assert np.isfinite(r["ll_mean"]) and r["ll_se"] >= 0
   assert "toy" in res["seconds_per_dataset"]
+  # The summary method is the best VALIDATION score, whatever the test says.
+  best = saved["best_by_validation"]["toy"]
+  valid = {m: r["valid_ll_mean"] for m, r in toy.items()}
+  assert best["method"] == max(valid, key=valid.get)
+  assert best["ll_mean"] == toy[best["method"]]["ll_mean"]
 
 
 @pytest.mark.parametrize("case", ["no_index_files", "nan", "unknown_dataset",

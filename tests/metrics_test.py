@@ -7,9 +7,10 @@ from scipy import special
 from scipy import stats
 
 from jaxbdl import metrics
+from tests.helpers import tol
 
-# float32 arithmetic on O(1) numbers: a few ulps of accumulated error.
-_TOL = dict(rtol=2e-6 * 16, atol=2e-6 * 16)
+# float32 arithmetic on O(1) numbers, sums of <= 16 terms: 16 ulps.
+_TOL = tol(np.float32, 16)
 
 
 def _rng(seed=0):
@@ -153,3 +154,85 @@ def test_metrics_jit():
       **_TOL)
   ece = jax.jit(metrics.expected_calibration_error, static_argnums=2)
   assert ece(jnp.array([0]), jnp.array([[0.8, 0.2]]), 5).shape == ()
+
+
+_Y = np.array([0.5, -1.0, 2.0], np.float32)
+_P = np.array([[0.7, 0.3], [0.4, 0.6], [0.5, 0.5]], np.float32)
+_L = np.array([0, 1, 1])
+
+
+def _nan(a, i=1):
+  a = np.array(a, np.float32, copy=True)
+  a.reshape(-1)[i] = np.nan
+  return a
+
+
+_NAN_CASES = {
+    "rmse-y": (lambda: metrics.rmse(_nan(_Y), _Y), "rmse: y has 1 non-finite"),
+    "rmse-mean": (lambda: metrics.rmse(_Y, _nan(_Y, 2)),
+                  r"rmse: mean has 1 non-finite value\(s\), first nan at "
+                  r"index \[2\]"),
+    "rmse_original_units-targets": (
+        lambda: metrics.rmse_original_units(_nan(_Y), _Y, 2.0),
+        "rmse_original_units: y_std_units has 1 non-finite"),
+    "rmse_original_units-inf_std": (
+        lambda: metrics.rmse_original_units(_Y, _Y, np.inf),
+        "rmse_original_units: y_std has 1 non-finite"),
+    "gaussian_log_density": (
+        lambda: metrics.gaussian_log_density(_Y, _nan(_Y), np.ones(3)),
+        "gaussian_log_density: mean has 1 non-finite"),
+    "predictive_ll-means": (
+        lambda: metrics.gaussian_predictive_log_likelihood(
+            _Y, _nan(_Y)[None], 1.0),
+        "gaussian_predictive_log_likelihood: means has 1 non-finite"),
+    "predictive_ll-y": (
+        lambda: metrics.gaussian_predictive_log_likelihood(
+            _nan(_Y), _Y[None], 1.0),
+        "gaussian_predictive_log_likelihood: y has 1 non-finite"),
+    "mixture_mean_variance": (
+        lambda: metrics.mixture_mean_variance(_nan(_Y)[None], 1.0),
+        "mixture_mean_variance: means has 1 non-finite"),
+    "denormalise_log_likelihood": (
+        lambda: metrics.denormalise_log_likelihood(_nan(_Y), 2.0),
+        "denormalise_log_likelihood: ll_std_units has 1 non-finite"),
+    "accuracy-nan_row": (
+        lambda: metrics.accuracy(_L, _nan(_P, 2)),
+        r"accuracy: logits_or_probs has 1 non-finite value\(s\), first nan "
+        r"at index \[1, 0\]"),
+    "accuracy-nan_label": (
+        lambda: metrics.accuracy(np.array([0.0, np.nan, 1.0]), _P),
+        "accuracy: labels has 1 non-finite"),
+    "nll": (lambda: metrics.nll(_L, _nan(_P)), "nll: probs has 1 non-finite"),
+    "predictive_probs_from_samples": (
+        lambda: metrics.predictive_probs_from_samples(_nan(_P)[None]),
+        "predictive_probs_from_samples: logits has 1 non-finite"),
+    "expected_calibration_error": (
+        lambda: metrics.expected_calibration_error(_L, _nan(_P)),
+        "expected_calibration_error: probs has 1 non-finite"),
+    "mean_and_se": (lambda: metrics.mean_and_se(_nan(_Y)),
+                    "mean_and_se: values has 1 non-finite"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_NAN_CASES))
+def test_nan_input_raises(name):
+  """README: NaN input raises (a NaN metric or class 0 is never returned)."""
+  call, pattern = _NAN_CASES[name]
+  with pytest.raises(ValueError, match=pattern):
+    call()
+
+
+@pytest.mark.parametrize("y_std", [-2.0, 0.0])
+def test_rmse_original_units_needs_positive_std(y_std):
+  with pytest.raises(ValueError, match=f"rmse_original_units: y_std must be "
+                     f"> 0, got {y_std}"):
+    metrics.rmse_original_units(_Y, _Y + 1.0, y_std)
+  with pytest.raises(ValueError, match="denormalise_log_likelihood: y_std "
+                     "must be > 0"):
+    metrics.denormalise_log_likelihood(_Y, y_std)
+
+
+def test_checks_do_not_apply_under_jit():
+  """Under jit the inputs are tracers: no host transfer, NaN propagates."""
+  f = jax.jit(metrics.rmse)
+  assert np.isnan(float(f(_nan(_Y), _Y)))

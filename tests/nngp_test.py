@@ -11,6 +11,7 @@ width 512 and S = 64 it is ~sqrt(S / width) ~ 0.35 SE-units, inside the budget.
 import math
 
 import jax
+import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -193,3 +194,156 @@ def test_gradients_finite_on_diagonal(activation, sigma_b2):
 def test_bad_inputs_raise(call, match):
   with pytest.raises(ValueError, match=match):
     call(_inputs())
+
+
+# ----------------------------------------------------------------------------
+# Neural tangent kernel.
+
+
+def _numpy_ntk(x1, x2, depth, sw2, sb2, activation):
+  """Independent float64 NumPy NTK recursion (Arora et al. 2019, Eqs. 10-11)."""
+  x1 = np.asarray(x1, np.float64)
+  x2 = np.asarray(x2, np.float64)
+  d = x1.shape[1]
+  k12 = sb2 + sw2 * x1 @ x2.T / d
+  k11 = sb2 + sw2 * np.sum(x1 ** 2, 1) / d
+  k22 = sb2 + sw2 * np.sum(x2 ** 2, 1) / d
+  theta = k12.copy()
+  for layer in range(depth):
+    a, b = k11[:, None], k22[None, :]
+    if activation == "relu":
+      ang = np.arccos(np.clip(k12 / np.sqrt(a * b), -1, 1))
+      kdot = (np.pi - ang) / (2 * np.pi)
+    elif activation == "erf":
+      kdot = 4 / np.pi / np.sqrt((1 + 2 * a) * (1 + 2 * b) - 4 * k12 ** 2)
+    else:
+      kdot = np.ones_like(k12)
+    k12_next = _numpy_nngp(x1, x2, layer + 1, sw2, sb2, activation)
+    theta = k12_next + sw2 * kdot * theta
+    k12 = k12_next
+    k11 = np.diag(_numpy_nngp(x1, x1, layer + 1, sw2, sb2, activation))
+    k22 = np.diag(_numpy_nngp(x2, x2, layer + 1, sw2, sb2, activation))
+  return theta
+
+
+_ntk = jax.jit(nngp.ntk_kernel, static_argnames=("depth", "activation"))
+
+
+@pytest.mark.parametrize("activation", nngp.ACTIVATIONS)
+def test_ntk_matches_numpy_recursion(activation):
+  x, x2 = _inputs(), _inputs(seed=1)
+  kw = dict(sigma_w2=SIGMA_W2, sigma_b2=SIGMA_B2, activation=activation)
+  got = _ntk(x, x2, depth=2, **kw)
+  np.testing.assert_allclose(got, _numpy_ntk(x, x2, 2, SIGMA_W2, SIGMA_B2,
+                                             activation), **_TOL32)
+  # Depth 0: the NTK of a linear readout is the linear NNGP kernel.
+  np.testing.assert_allclose(_ntk(x, x2, depth=0, **kw),
+                             _kernel(x, x2, depth=0, **kw), **_TOL32)
+
+
+def test_empirical_ntk_of_flax_dense_is_exact_and_chunking_invariant():
+  """f(x) = x.w + b (nn.Dense, 2 outputs): J J^T = x1.x2^T + 1 per output."""
+  x1, x2 = _inputs(), _inputs(seed=1)[:4]
+  model = nn.Dense(2)
+  params = model.init(jax.random.key(0), x1)["params"]
+  apply = lambda p, x: model.apply({"params": p}, x)
+  want = x1.astype(np.float64) @ x2.T + 1.0
+  for chunk in (None, 4):     # 4 does not divide 6: exercises the padding
+    np.testing.assert_allclose(nngp.empirical_ntk(apply, params, x1, x2,
+                                                  chunk_size=chunk),
+                               want, **_TOL32)
+
+
+WIDTHS = (64, 256, 1024)
+
+
+def test_empirical_ntk_converges_to_analytic_at_rate_width_to_minus_half():
+  """Mean |Theta_emp - Theta| over entries and 8 inits per width; the fitted
+  log-log slope must be -1/2 within +-0.2 (an O(1/width) bias would give
+  ~-1, no convergence ~0), and the widest error below 10% of the kernel."""
+  x = _inputs()
+  analytic = np.asarray(_ntk(x, x, depth=1, sigma_w2=SIGMA_W2,
+                             sigma_b2=SIGMA_B2, activation="relu"))
+  errors = []
+  for width in WIDTHS:
+    model = nngp.NTKMLP(depth=1, width=width, sigma_w2=SIGMA_W2,
+                        sigma_b2=SIGMA_B2, activation="relu")
+
+    @jax.jit
+    def one(key, model=model):
+      params = model.init(key, x)["params"]
+      return nngp.empirical_ntk(lambda p, xx: model.apply({"params": p}, xx),
+                                params, x, x)
+
+    keys = jax.random.split(jax.random.key(width, impl="rbg"), 8)
+    emp = np.stack([np.asarray(one(k)) for k in keys])
+    errors.append(np.mean(np.abs(emp - analytic[None])))
+  slope = np.polyfit(np.log(WIDTHS), np.log(errors), 1)[0]
+  assert -0.7 < slope < -0.3, (slope, errors)
+  assert errors[-1] < 0.1 * np.abs(analytic).mean(), errors
+
+
+def test_ntk_predictive_limits():
+  """t = 0: the prior (mean 0, cov = NNGP); t = inf: Theta* Theta^-1 y."""
+  with jax.enable_x64(True):
+    x = _inputs().astype(np.float64)
+    xs = _inputs(seed=1).astype(np.float64)[:3]
+    y = np.sin(x[:, 0])
+    kw = dict(depth=2, sigma_w2=SIGMA_W2, sigma_b2=SIGMA_B2, activation="erf")
+    mean0, cov0 = nngp.ntk_predictive(x, y, xs, 0.0, **kw)
+    np.testing.assert_allclose(mean0, 0.0, atol=1e-12)
+    np.testing.assert_allclose(cov0, nngp.nngp_kernel(xs, xs, **kw),
+                               rtol=1e-10)
+    mean, cov = nngp.ntk_predictive(x, y, xs, jnp.inf, **kw)
+    th = np.asarray(nngp.ntk_kernel(x, x, **kw))
+    th_s = np.asarray(nngp.ntk_kernel(xs, x, **kw))
+    k = np.asarray(nngp.nngp_kernel(x, x, **kw))
+    k_s = np.asarray(nngp.nngp_kernel(xs, x, **kw))
+    a = th_s @ np.linalg.inv(th)
+    np.testing.assert_allclose(mean, a @ y, rtol=1e-8)
+    want = (np.asarray(nngp.nngp_kernel(xs, xs, **kw)) + a @ k @ a.T
+            - a @ k_s.T - k_s @ a.T)
+    np.testing.assert_allclose(cov, want, rtol=1e-7, atol=1e-9)
+
+
+def test_gradient_flow_prediction_matches_training_a_wide_net():
+  """A width-2048 NTK-parameterised net trained by full-batch gradient descent
+  (small step) follows the linearised prediction with the ANALYTIC NTK and its
+  own f_0 (Lee et al. 2019, Eqs. 9-10): the deviation along the whole test-MSE
+  curve is < 10% of the distance travelled (finite-width effects are
+  O(width^-1/2) ~ 2%)."""
+  x = _inputs()
+  xs = _inputs(seed=1)
+  y = np.sin(x[:, 0]) + 0.5 * x[:, 1]
+  ys = np.sin(xs[:, 0]) + 0.5 * xs[:, 1]
+  kw = dict(depth=1, sigma_w2=SIGMA_W2, sigma_b2=SIGMA_B2, activation="relu")
+  model = nngp.NTKMLP(width=2048, **kw)
+  apply = lambda p, xx: model.apply({"params": p}, xx)[:, 0]
+  theta = np.asarray(_ntk(x, x, **kw), np.float64)
+  theta_s = np.asarray(_ntk(xs, x, **kw), np.float64)
+  lr = 0.5 / np.linalg.eigvalsh(theta).max()
+  steps, every = 200, 20
+
+  @jax.jit
+  def train(key):
+    params = model.init(key, x)["params"]
+    f0, f0s = apply(params, x), apply(params, xs)
+
+    def step(p, _):
+      grads = jax.grad(lambda q: 0.5 * jnp.sum((apply(q, x) - y) ** 2))(p)
+      p = jax.tree.map(lambda a, g: a - lr * g, p, grads)
+      return p, apply(p, xs)
+
+    _, outs = jax.lax.scan(step, params, None, length=steps)
+    return f0, f0s, outs[every - 1::every]                     # [T, M]
+
+  f0, f0s, outs = (np.asarray(a, np.float64) for a in train(jax.random.key(3)))
+  times = lr * np.arange(every, steps + 1, every)
+  pred = np.stack([np.asarray(nngp.linearised_prediction(
+      f0, f0s, y, theta, theta_s, t)) for t in times])
+  travelled = np.max(np.abs(outs[-1] - f0s))
+  assert travelled > 0.1, travelled
+  assert np.max(np.abs(outs - pred)) < 0.1 * travelled
+  mse_net = np.mean((outs - ys) ** 2, axis=1)
+  mse_pred = np.mean((pred - ys) ** 2, axis=1)
+  np.testing.assert_allclose(mse_net, mse_pred, rtol=0.1)

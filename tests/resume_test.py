@@ -78,6 +78,10 @@ def _fit(ckdir, num_epochs=6, **kw):
                               **kw)
 
 
+def _ckpts(ckdir):
+  return sorted(n for n in os.listdir(ckdir) if n.startswith("ckpt_"))
+
+
 def _assert_same(a, b):
   """Bitwise equality of two results (parameters, opt state, history)."""
   for x, y in zip(jax.tree_util.tree_leaves(a.fit_state),
@@ -111,7 +115,7 @@ def test_resume_continues_bitwise(tmp_path, reference):
   ckdir = str(tmp_path / "ck")
   first = _fit(ckdir, num_epochs=4)
   assert first.resumed_from == 0
-  assert sorted(os.listdir(ckdir)) == ["ckpt_000002", "ckpt_000004"]
+  assert _ckpts(ckdir) == ["ckpt_000002", "ckpt_000004"]
   calls = []
   second = _fit(ckdir, num_epochs=6,
                 on_checkpoint=lambda e, p: calls.append(e))
@@ -126,7 +130,7 @@ def test_resume_continues_bitwise(tmp_path, reference):
 def test_keep_limits_checkpoints(tmp_path):
   ckdir = str(tmp_path / "ck")
   _fit(ckdir, num_epochs=6, keep=2)
-  assert sorted(os.listdir(ckdir)) == ["ckpt_000004", "ckpt_000006"]
+  assert _ckpts(ckdir) == ["ckpt_000004", "ckpt_000006"]
   manifest = json.load(open(os.path.join(ckdir, "ckpt_000006",
                                          "MANIFEST.json")))
   assert manifest["epoch"] == 6 and manifest["files"]
@@ -223,10 +227,8 @@ def test_different_model_is_refused(tmp_path):
   ckdir = str(tmp_path / "ck")
   _fit(ckdir, num_epochs=2)
   other = train.init_train_state({"w": jnp.zeros((D + 1,))}, OPT)
-  data = _data()
-  data["x"] = np.concatenate([data["x"], data["x"][:, :1]], axis=1)
   with pytest.raises(ValueError, match="different model or optimiser"):
-    resume.resumable_fit(FITTER, other, data, KEY, num_epochs=4,
+    resume.resumable_fit(FITTER, other, _data(), KEY, num_epochs=4,
                          checkpoint_dir=ckdir, checkpoint_every_epochs=EVERY)
 
 
@@ -325,20 +327,37 @@ ES_FITTER = train.make_fitter(_loss, OPT, batch_size=B, eval_fn=_valid_mse,
 
 
 def test_early_stopping_state_survives_resume(tmp_path):
-  """Best params, best epoch, stopped flag and the bool/NaN history of early
-  stopping round-trip through checkpoints: resumed == uninterrupted."""
-  valid = jax.tree_util.tree_map(lambda a: a[:16] + 0.5, _data())
+  """Early stopping FIRES (epoch 4, inside chunk [4, 6)) and its state --
+  stopped flag, stopped/best epoch, best parameters, the bool/NaN history --
+  round-trips through the epoch-6 checkpoint: a run stopped at 6 epochs and
+  resumed to 8 equals an uninterrupted 8-epoch run bitwise."""
+  # Validation targets from half the true weights: the validation error
+  # falls while w passes w_true / 2, then rises (best epoch 2, patience 2).
+  data = _data()
+  valid = {"x": data["x"][:16],
+           "y": data["x"][:16] @ (0.5 * np.array([1.0, -2.0, 0.5],
+                                                 np.float32))}
   kw = dict(num_epochs=8, checkpoint_every_epochs=EVERY)
-  ref = resume.resumable_fit(ES_FITTER, _state(), _data(), KEY, valid,
+  ref = resume.resumable_fit(ES_FITTER, _state(), data, KEY, valid,
                              checkpoint_dir=str(tmp_path / "ref"), **kw)
   assert ref.history["stopped"].dtype == np.bool_
+  assert int(ref.history["stopped_epoch"]) == 4
+  assert int(ref.history["best_epoch"]) == 2
+  np.testing.assert_array_equal(ref.history["stopped"], [False] * 5 +
+                                [True] * 3)
+  assert np.all(np.isnan(ref.history["valid_metric"][5:]))
   ckdir = str(tmp_path / "ck")
-  resume.resumable_fit(ES_FITTER, _state(), _data(), KEY, valid,
-                       checkpoint_dir=ckdir, num_epochs=4,
-                       checkpoint_every_epochs=EVERY)
-  again = resume.resumable_fit(ES_FITTER, _state(), _data(), KEY, valid,
+  first = resume.resumable_fit(ES_FITTER, _state(), data, KEY, valid,
+                               checkpoint_dir=ckdir, num_epochs=6,
+                               checkpoint_every_epochs=EVERY)
+  assert bool(first.fit_state.early_stopping.stopped)  # in the checkpoint
+  again = resume.resumable_fit(ES_FITTER, _state(), data, KEY, valid,
                                checkpoint_dir=ckdir, **kw)
-  assert again.resumed_from == 4
+  assert again.resumed_from == 6
   _assert_same(again, ref)
-  np.testing.assert_array_equal(again.history["best_epoch"],
-                                ref.history["best_epoch"])
+  # The returned parameters are the best epoch's, not the last ones.
+  np.testing.assert_array_equal(
+      again.state.params["w"],
+      ref.fit_state.early_stopping.best_params["w"])
+  assert not np.array_equal(again.state.params["w"],
+                            again.fit_state.train.params["w"])

@@ -22,7 +22,6 @@ def get_config(arg=None):
   c.model.noise_init_scale = 0.5  # Standardised units; used when learned.
   c.model.noise_min_scale = 1e-3
   c.model.learning_rate = 1e-2
-  c.model.batch_size = 0  # 0: full batch.
   c.model.num_steps = 5000
   c.model.num_predict_samples = 100
   # Per-method priors N(0, prior_scale^2) on every weight (weight decay for

@@ -54,7 +54,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.net.gap_num_epochs = 1500   # epochs on the gap data (N = 100)
   c.net.uci_num_epochs = 200    # epochs on UCI data
   c.net.learning_rate = 3e-3
-  # Mean-field VI (jaxbdl.vi): extra settings.
+  # Mean-field VI (jaxbdl.bayes.mfvi): extra settings.
   c.vi = ml_collections.ConfigDict()
   c.vi.init_scale = 1e-3       # initial posterior std
   c.vi.train_samples = 1

@@ -93,18 +93,15 @@ def to_normal(q: dict) -> dict:
   return {"loc": q["loc"], "scale": _tmap(jax.nn.softplus, q["raw_scale"])}
 
 
-def _split_like(key: Array, tree: PyTree) -> PyTree:
-  leaves, treedef = jax.tree_util.tree_flatten(tree)
-  keys = jax.random.split(key, max(len(leaves), 1))
-  return jax.tree_util.tree_unflatten(treedef, list(keys[:len(leaves)]))
-
-
 def sample_params(q: dict, key: Array) -> PyTree:
-  """One reparameterised sample ``W = mu + sigma * eps`` (one key per leaf)."""
+  """One reparameterised sample ``W = mu + sigma * eps`` with ONE noise vector
+  ``eps ~ N(0, I_P)`` over the raveled weights (so a pytree q and its
+  :func:`ravel_model` form draw the same sample for the same key)."""
   n = to_normal(q)
-  return _tmap(lambda m, s, k: distributions.Normal.sample(
-      {"loc": m, "scale": s}, k), n["loc"], n["scale"],
-      _split_like(key, n["loc"]))
+  loc, unravel = ravel_pytree(n["loc"])
+  scale, _ = ravel_pytree(n["scale"])
+  return unravel(distributions.Normal.sample({"loc": loc, "scale": scale},
+                                             key))
 
 
 def log_q(q: dict, w: PyTree) -> Array:

@@ -182,8 +182,11 @@ def scale_mixture(pi: float = 0.5, scale1: float = 1.0,
   scales = jnp.array([scale1, scale2], jnp.float32)
 
   def leaf(x):
-    z = _f32(x)[..., None] / scales
-    comp = -0.5 * z * z - jnp.log(scales) - _HALF_LOG_2PI + log_w
+    x = _f32(x)
+    shape = (1,) * x.ndim + (2,)
+    sc, lw = scales.reshape(shape), log_w.reshape(shape)
+    z = x[..., None] / sc  # [..., 2]
+    comp = -0.5 * z * z - jnp.log(sc) - _HALF_LOG_2PI + lw
     return jnp.sum(jax.nn.logsumexp(comp, axis=-1))
 
   def log_prob(theta, w):

@@ -16,9 +16,13 @@ import ml_collections
 
 from jaxbdl.bayes import conv_layers
 from jaxbdl.bayes import ensembles
+from jaxbdl.bayes import gaussian_vi
+from jaxbdl.bayes import hmc
 from jaxbdl.bayes import map_estimate
 from jaxbdl.bayes import mc_dropout
 from jaxbdl.bayes import mfvi
+from jaxbdl.bayes import sgmcmc
+from jaxbdl.bayes import swag
 from jaxbdl.bayes import temperature_scaling
 
 __all__ = ["METHODS", "TUNABLE", "HPARAMS", "default_config",
@@ -31,6 +35,13 @@ METHODS = {
     "mfvi_flipout": mfvi.make_flipout,
     "mc_dropout": mc_dropout.make,
     "ensemble": ensembles.make,
+    "hmc": hmc.make,
+    "sgld": sgmcmc.make_sgld,
+    "sghmc": sgmcmc.make_sghmc,
+    "csgld": sgmcmc.make_csgld,
+    "fullrank_vi": gaussian_vi.make_fullrank,
+    "lowrank_vi": gaussian_vi.make_lowrank,
+    "swag": swag.make,
     "map_ts": temperature_scaling.make_map,
     "mfvi_conv_lrt": conv_layers.make_lrt,
     "mfvi_conv_flipout": conv_layers.make_flipout,
@@ -44,6 +55,13 @@ TUNABLE = {
     "mfvi_flipout": _COMMON,
     "mc_dropout": _COMMON + ("dropout_rate",),
     "ensemble": _COMMON,
+    "hmc": _COMMON,
+    "sgld": _COMMON,
+    "sghmc": _COMMON,
+    "csgld": _COMMON,
+    "fullrank_vi": _COMMON,
+    "lowrank_vi": _COMMON,
+    "swag": _COMMON,
     "map_ts": _COMMON,
     "mfvi_conv_lrt": _COMMON,
     "mfvi_conv_flipout": _COMMON,
@@ -73,6 +91,13 @@ def default_config() -> ml_collections.ConfigDict:
                                                   num_train_samples=1))
   c.mc_dropout = ml_collections.ConfigDict(dict(dropout_inputs=False))
   c.ensemble = ml_collections.ConfigDict(dict(num_members=5))
+  c.hmc = ml_collections.ConfigDict(dict(hmc.DEFAULTS))
+  c.sgld = ml_collections.ConfigDict(dict(sgmcmc.DEFAULTS, learning_rate=0.01))
+  c.sghmc = ml_collections.ConfigDict(dict(sgmcmc.DEFAULTS, learning_rate=0.01))
+  c.csgld = ml_collections.ConfigDict(dict(sgmcmc.DEFAULTS, learning_rate=0.05))
+  c.fullrank_vi = ml_collections.ConfigDict(dict(gaussian_vi.DEFAULTS))
+  c.lowrank_vi = ml_collections.ConfigDict(dict(gaussian_vi.DEFAULTS))
+  c.swag = ml_collections.ConfigDict(dict(swag.DEFAULTS))
   c.map_ts = ml_collections.ConfigDict(dict(valid_fraction=0.1, patience=20))
   c.mfvi_conv_lrt = ml_collections.ConfigDict(dict(init_scale=1e-3,
                                                    num_train_samples=1))

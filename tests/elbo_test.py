@@ -1,4 +1,4 @@
-"""Tests of jaxbdl.vi: ELBO of a conjugate model, KL vs Monte Carlo, STL, estimators."""
+"""Tests of jaxbdl.bayes.elbo: the ELBO of a conjugate model, KL vs Monte Carlo, STL, estimators."""
 import math
 
 import jax
@@ -10,8 +10,12 @@ import pytest
 
 from jaxbdl import networks
 from jaxbdl import train
-from jaxbdl import vi
+from jaxbdl import estimators
+from jaxbdl.bayes import elbo
+from jaxbdl.bayes import likelihoods
+from jaxbdl.bayes import priors
 
+_sp_inv = lambda x: jnp.log(jnp.expm1(x))  # softplus^-1
 K_SE = 4.0  # Monte Carlo checks: |estimate - exact| < K_SE * SE.
 _N, _D, _SIGMA, _PRIOR = 8, 2, 0.5, 1.5
 
@@ -38,7 +42,7 @@ def _apply(w, x):
 
 def _posterior_params(mean, std):
   return {"posterior": {"loc": {"w": jnp.asarray(mean, jnp.float32)[:, None]},
-                        "raw_scale": {"w": vi.softplus_inverse(std)[:, None]}},
+                        "raw_scale": {"w": np.log(np.expm1(std))[:, None]}},
           "prior": {}, "likelihood": {}}
 
 
@@ -54,8 +58,9 @@ def test_elbo_at_exact_posterior_equals_log_evidence_analytically():
   quad = np.einsum("nd,de,ne->n", x, cov, x)
   exp_ll = np.sum(-0.5 * math.log(2 * math.pi * _SIGMA**2)
                   - (resid**2 + quad) / (2 * _SIGMA**2))
-  prior = vi.gaussian_prior(_PRIOR)
-  kl = prior.kl({}, vi.to_normal(_posterior_params(mean, std)["posterior"]))
+  prior = priors.gaussian(_PRIOR)
+  n = elbo.to_normal(_posterior_params(mean, std)["posterior"])
+  kl = prior.kl({}, n["loc"], n["scale"])
   np.testing.assert_allclose(exp_ll - float(kl), log_ev, rtol=1e-4)
 
 
@@ -65,12 +70,13 @@ def test_mc_elbo_is_exact_for_every_sample_at_the_posterior(kl_name):
   # so the one-sample ELBO has zero variance.
   x, y, mean, std, _, log_ev = _linear_problem()
   params = _posterior_params(mean, std)
-  noise = vi.fixed_gaussian_noise(_SIGMA)
+  noise = likelihoods.gaussian(_SIGMA)
   batch = {"x": jnp.asarray(x, jnp.float32), "y": jnp.asarray(y, jnp.float32)}
-  f = lambda k: vi.elbo_terms(params, batch, k, apply_fn=_apply,
-                              log_likelihood=noise.log_likelihood,
-                              prior=vi.gaussian_prior(_PRIOR), num_data=_N,
-                              kl_estimator=getattr(vi, kl_name))["elbo"]
+  f = lambda k: elbo.elbo_terms(params, batch["x"], batch["y"], k,
+                                model=elbo.weight_space(_apply),
+                                likelihood=noise,
+                                prior=priors.gaussian(_PRIOR), num_data=_N,
+                                kl_estimator=getattr(elbo, kl_name))["elbo"]
   values = jax.vmap(f)(jax.random.split(jax.random.key(0), 16))
   np.testing.assert_allclose(values, log_ev, rtol=2e-4)
 
@@ -78,12 +84,13 @@ def test_mc_elbo_is_exact_for_every_sample_at_the_posterior(kl_name):
 def test_mc_elbo_with_analytic_kl_matches_log_evidence_within_se():
   x, y, mean, std, _, log_ev = _linear_problem()
   params = _posterior_params(mean, std)
-  noise = vi.fixed_gaussian_noise(_SIGMA)
+  noise = likelihoods.gaussian(_SIGMA)
   batch = {"x": jnp.asarray(x, jnp.float32), "y": jnp.asarray(y, jnp.float32)}
-  f = lambda k: vi.elbo_terms(params, batch, k, apply_fn=_apply,
-                              log_likelihood=noise.log_likelihood,
-                              prior=vi.gaussian_prior(_PRIOR), num_data=_N,
-                              kl_estimator=vi.analytic_kl)["elbo"]
+  f = lambda k: elbo.elbo_terms(params, batch["x"], batch["y"], k,
+                                model=elbo.weight_space(_apply),
+                                likelihood=noise,
+                                prior=priors.gaussian(_PRIOR), num_data=_N,
+                                kl_estimator=elbo.analytic_kl)["elbo"]
   values = np.asarray(jax.vmap(f)(jax.random.split(jax.random.key(1), 4000)))
   se = values.std() / math.sqrt(values.size)
   assert abs(values.mean() - log_ev) < K_SE * se + 1e-4
@@ -92,25 +99,25 @@ def test_mc_elbo_with_analytic_kl_matches_log_evidence_within_se():
 def test_stl_gradient_vanishes_at_exact_posterior():
   x, y, mean, std, _, _ = _linear_problem()
   params = _posterior_params(mean, std)
-  noise = vi.fixed_gaussian_noise(_SIGMA)
+  noise = likelihoods.gaussian(_SIGMA)
   batch = {"x": jnp.asarray(x, jnp.float32), "y": jnp.asarray(y, jnp.float32)}
 
   def grad_norm(kl_estimator, key):
-    loss = vi.make_elbo_loss_fn(_apply, noise.log_likelihood,
-                                vi.gaussian_prior(_PRIOR), _N,
-                                kl_estimator=kl_estimator)
+    loss = elbo.make_loss_fn(elbo.weight_space(_apply), noise,
+                             priors.gaussian(_PRIOR), _N,
+                             kl_estimator=kl_estimator)
     g = jax.grad(lambda p: loss(p, {}, batch, key)[0])(params)
     return float(jnp.sqrt(sum(jnp.sum(v**2) for v in jax.tree.leaves(g))))
 
   key = jax.random.key(3)
-  assert grad_norm(vi.stl_kl, key) < 1e-3
-  assert grad_norm(vi.mc_kl, key) > 1e-2  # the score term is still there
+  assert grad_norm(elbo.stl_kl, key) < 1e-3
+  assert grad_norm(elbo.mc_kl, key) > 1e-2  # the score term is still there
 
 
 _PRIORS = {
-    "gaussian": vi.gaussian_prior(0.7),
-    "learned_gaussian": vi.learned_gaussian_prior(0.4),
-    "laplace": vi.laplace_prior(0.5),
+    "gaussian": priors.gaussian(0.7),
+    "learned_gaussian": priors.learned_gaussian(0.4),
+    "laplace": priors.laplace(0.5),
 }
 
 
@@ -118,19 +125,19 @@ _PRIORS = {
 def test_analytic_kl_matches_monte_carlo(name):
   prior = _PRIORS[name]
   loc = {"a": jnp.array([0.3, -1.0, 2.0]), "b": jnp.array([[0.0, 0.5]])}
-  var = {"loc": loc, "raw_scale": {"a": vi.softplus_inverse(
-      jnp.array([0.2, 0.5, 1.0])), "b": vi.softplus_inverse(
+  var = {"loc": loc, "raw_scale": {"a": _sp_inv(
+      jnp.array([0.2, 0.5, 1.0])), "b": _sp_inv(
           jnp.array([[0.3, 0.1]]))}}
   theta = prior.init(loc)
-  exact = float(vi.analytic_kl(prior, theta, var, None))
-  mc = jax.vmap(lambda k: vi.mc_kl(prior, theta, var, vi.sample_params(var, k)))
+  exact = float(elbo.analytic_kl(prior, theta, var, None))
+  mc = jax.vmap(lambda k: elbo.mc_kl(prior, theta, var, elbo.sample_params(var, k)))
   values = np.asarray(mc(jax.random.split(jax.random.key(2), 20000)))
   se = values.std() / math.sqrt(values.size)
   assert abs(values.mean() - exact) < K_SE * se, (values.mean(), exact, se)
 
 
 def test_scale_mixture_log_prob_matches_direct_formula():
-  prior = vi.scale_mixture_prior(0.25, 1.0, 0.1)
+  prior = priors.scale_mixture(0.25, 1.0, 0.1)
   w = {"a": jnp.array([0.0, 0.05, -2.0])}
   direct = np.sum(np.log(0.25 * np.exp(-0.5 * np.asarray(w["a"])**2)
                          / math.sqrt(2 * math.pi)
@@ -143,13 +150,13 @@ def test_scale_mixture_log_prob_matches_direct_formula():
 def test_score_function_and_pathwise_gradients_agree_in_mean():
   x, y, mean, std, _, _ = _linear_problem()
   params = _posterior_params(mean + 0.3, std * 2.0)  # away from the optimum
-  noise = vi.fixed_gaussian_noise(_SIGMA)
+  noise = likelihoods.gaussian(_SIGMA)
   batch = {"x": jnp.asarray(x, jnp.float32), "y": jnp.asarray(y, jnp.float32)}
-  prior = vi.gaussian_prior(_PRIOR)
+  prior = priors.gaussian(_PRIOR)
 
   def grads(estimator):
-    loss = vi.make_elbo_loss_fn(_apply, noise.log_likelihood, prior, _N,
-                                estimator=estimator)
+    loss = elbo.make_loss_fn(elbo.weight_space(_apply), noise, prior, _N,
+                             estimator=estimator)
     def one(k):
       g = jax.grad(lambda p: loss(p, {}, batch, k)[0])(params)
       return g["posterior"]["loc"]["w"][:, 0]
@@ -157,7 +164,7 @@ def test_score_function_and_pathwise_gradients_agree_in_mean():
     g = jax.jit(jax.vmap(one))
     return np.asarray(g(jax.random.split(jax.random.key(5), 4000)))
 
-  gp, gs = grads(vi.pathwise), grads(vi.score_function)
+  gp, gs = grads(estimators.pathwise), grads(estimators.score_function)
   se = np.sqrt(gp.var(0) / len(gp) + gs.var(0) / len(gs))
   assert np.all(np.abs(gp.mean(0) - gs.mean(0)) < K_SE * se), (gp.mean(0),
                                                                gs.mean(0), se)
@@ -166,22 +173,23 @@ def test_score_function_and_pathwise_gradients_agree_in_mean():
 
 def test_predict_shapes_and_collapse_to_mean():
   params = {"w": jnp.array([[1.0], [2.0]])}
-  var = vi.init_mean_field(params, init_scale=1e-6)
+  var = elbo.init_mean_field(params, init_scale=1e-6)
   x = jnp.ones((3, 2))
-  out = vi.predict(var, _apply, x, jax.random.key(0), 4)
+  out = elbo.sample_outputs(elbo.weight_space(_apply), var, x,
+                            jax.random.key(0), 4)
   assert out.shape == (4, 3, 1)
   np.testing.assert_allclose(out, 3.0, atol=1e-4)
-  np.testing.assert_allclose(vi.to_normal(var)["scale"]["w"], 1e-6, rtol=1e-3)
+  np.testing.assert_allclose(elbo.to_normal(var)["scale"]["w"], 1e-6, rtol=1e-3)
 
 
 def test_learned_noise_gets_gradient():
-  noise = vi.learned_gaussian_noise(init_scale=0.5)
+  noise = likelihoods.gaussian(None, init_scale=0.5)
   lp = noise.init()
   y, out = jnp.zeros((4,)), jnp.full((4, 1), 2.0)
-  g = jax.grad(lambda p: jnp.sum(noise.log_likelihood(p, y, out)))(lp)
+  g = jax.grad(lambda p: jnp.sum(noise.log_prob(p, y, out)))(lp)
   assert float(g["raw_scale"]) > 0  # residuals of 2 >> 0.5: widen the noise
-  mean, var = noise.moments(lp, out)
-  np.testing.assert_allclose(var, 0.25, rtol=1e-5)
+  pred = noise.predictive(lp, out)
+  np.testing.assert_allclose(pred["variance"], 0.25, rtol=1e-5)
 
 
 # Same computation, different summation order: float32 round-off only.
@@ -209,15 +217,15 @@ def _two_layer_problem():
 def test_ravel_model_gives_the_same_elbo_and_gradients(kl_name, estimator_name,
                                                        num_samples):
   params, apply_fn, batch = _two_layer_problem()
-  flat = vi.ravel_model(params, apply_fn)
-  prior, noise = vi.gaussian_prior(0.8), vi.learned_gaussian_noise(0.5)
+  flat = elbo.ravel_model(params, apply_fn)
+  prior, noise = priors.gaussian(0.8), likelihoods.gaussian(None, init_scale=0.5)
 
   def value_and_grad(w0, apply):
-    loss = vi.make_elbo_loss_fn(
-        apply, noise.log_likelihood, prior, num_data=60,
-        num_samples=num_samples, kl_estimator=getattr(vi, kl_name),
-        estimator=getattr(vi, estimator_name))
-    p = vi.init_elbo_params(w0, prior, noise, init_scale=0.3)
+    loss = elbo.make_loss_fn(
+        elbo.weight_space(apply), noise, prior, num_data=60,
+        num_samples=num_samples, kl_estimator=getattr(elbo, kl_name),
+        estimator=getattr(estimators, estimator_name))
+    p = elbo.init_params(elbo.init_mean_field(w0, 0.3), prior, noise)
     return jax.jit(jax.value_and_grad(loss, has_aux=True))(
         p, {}, batch, jax.random.key(4))
 
@@ -238,7 +246,7 @@ def test_ravel_model_gives_the_same_elbo_and_gradients(kl_name, estimator_name,
 
 def test_ravel_model_round_trip_and_predict():
   params, apply_fn, batch = _two_layer_problem()
-  flat = vi.ravel_model(params, apply_fn)
+  flat = elbo.ravel_model(params, apply_fn)
   assert flat.params.shape == (3 * 5 + 5 + 5 + 1,)
   back = flat.unravel(flat.params)
   assert jax.tree.structure(back) == jax.tree.structure(params)
@@ -247,11 +255,12 @@ def test_ravel_model_round_trip_and_predict():
   np.testing.assert_array_equal(flat.apply_fn(flat.params, batch["x"]),
                                 apply_fn(params, batch["x"]))
   # q over the vector maps back to q over the tree; predict works on either.
-  var = vi.init_mean_field(flat.params, init_scale=1e-6)
+  var = elbo.init_mean_field(flat.params, init_scale=1e-6)
   var_tree = jax.tree.map(flat.unravel, var)
   assert set(var_tree) == {"loc", "raw_scale"}
   assert jax.tree.structure(var_tree["loc"]) == jax.tree.structure(params)
-  out = vi.predict(var, flat.apply_fn, batch["x"], jax.random.key(0), 4)
+  out = elbo.sample_outputs(elbo.weight_space(flat.apply_fn), var,
+                            batch["x"], jax.random.key(0), 4)
   assert out.shape == (4, 6, 1)
   mean_out = apply_fn(params, batch["x"])
   np.testing.assert_allclose(out, jnp.broadcast_to(mean_out, out.shape),
@@ -265,14 +274,14 @@ def test_ravel_model_with_a_flax_mlp_trains_like_the_pytree():
   batch = {"x": x, "y": jnp.sin(x[:, 0])}
   params = model.init(jax.random.key(0), x[:1])["params"]
   apply_fn = lambda p, xb: model.apply({"params": p}, xb)
-  flat = vi.ravel_model(params, apply_fn)
-  prior, noise = vi.gaussian_prior(1.0), vi.fixed_gaussian_noise(0.3)
+  flat = elbo.ravel_model(params, apply_fn)
+  prior, noise = priors.gaussian(1.0), likelihoods.gaussian(0.3)
   opt = optax.adam(1e-2)
 
   def three_steps(w0, apply):
-    loss = vi.make_elbo_loss_fn(apply, noise.log_likelihood, prior, 80)
-    state = train.init_train_state(vi.init_elbo_params(w0, prior, noise, 0.1),
-                                   opt)
+    loss = elbo.make_loss_fn(elbo.weight_space(apply), noise, prior, 80)
+    state = train.init_train_state(
+        elbo.init_params(elbo.init_mean_field(w0, 0.1), prior, noise), opt)
     step = train.jit_step(train.make_train_step(loss, opt), jax.random.key(2))
     for _ in range(3):
       state, metrics = step(state, batch)
@@ -289,21 +298,34 @@ def test_ravel_model_with_a_flax_mlp_trains_like_the_pytree():
   np.testing.assert_allclose(mf["elbo"], mt["elbo"], **tol)
 
 
-@pytest.mark.parametrize("case", ["bad_init_scale", "analytic_no_kl",
-                                  "score_with_mc_kl", "bad_params",
-                                  "ravel_empty"])
-def test_errors(case):
-  with pytest.raises(ValueError):
+@pytest.mark.parametrize("case,match", [
+    ("bad_init_scale", "init_scale must be > 0"),
+    ("analytic_no_kl", "has no closed-form KL"),
+    ("score_with_mc_kl", "needs a closed-form KL"),
+    ("bad_params", "keys \\['loc', 'raw_scale'\\]"),
+    ("ravel_empty", "params has no leaves"),
+    ("layerwise_with_estimator", "samples inside its layers")])
+def test_errors(case, match):
+  noise = likelihoods.gaussian(1.0)
+  with pytest.raises(ValueError, match=match):
     if case == "bad_init_scale":
-      vi.init_mean_field({"w": jnp.ones(2)}, init_scale=0.0)
+      elbo.init_mean_field({"w": jnp.ones(2)}, init_scale=0.0)
     elif case == "analytic_no_kl":
-      vi.make_elbo_loss_fn(_apply, lambda p, y, o: y, vi.scale_mixture_prior(),
-                           10, kl_estimator=vi.analytic_kl)
+      elbo.make_loss_fn(elbo.weight_space(_apply), noise,
+                        priors.scale_mixture(), 10,
+                        kl_estimator=elbo.analytic_kl)
     elif case == "score_with_mc_kl":
-      vi.make_elbo_loss_fn(_apply, lambda p, y, o: y, vi.gaussian_prior(),
-                           10, kl_estimator=vi.mc_kl,
-                           estimator=vi.score_function)
+      elbo.make_loss_fn(elbo.weight_space(_apply), noise, priors.gaussian(),
+                        10, kl_estimator=elbo.mc_kl,
+                        estimator=estimators.score_function)
     elif case == "ravel_empty":
-      vi.ravel_model({}, _apply)
+      elbo.ravel_model({}, _apply)
+    elif case == "layerwise_with_estimator":
+      q = elbo.init_mean_field({"w": jnp.ones((2, 1))}, 0.1)
+      model = elbo.layerwise(lambda q, x, k: x @ q["loc"]["w"], lambda q: q)
+      elbo.elbo_terms(elbo.init_params(q, priors.gaussian(), noise),
+                      jnp.ones((3, 2)), jnp.ones(3), jax.random.key(0),
+                      model=model, likelihood=noise, prior=priors.gaussian(),
+                      num_data=3, estimator=estimators.score_function)
     else:
-      vi.to_normal({"mean": 1})
+      elbo.to_normal({"mean": 1})

@@ -1,4 +1,4 @@
-"""Tests of jaxbdl.uci_benchmark: vmapped splits, summaries, validation."""
+"""Tests of experiments.uci_protocol: vmapped splits, selection, summaries."""
 import math
 
 import jax
@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 
 from jaxbdl import data as data_lib
-from jaxbdl import uci_benchmark as ub
+from experiments import uci_protocol as ub
+from experiments.configs import uci_regression as uci_config
+from jaxbdl.bayes import registry
 from tests.uci_layout import write_uci_folder
 
 
 def tiny_config():
-  c = ub.default_config()
+  c = uci_config.get_config()
   c.hidden = 8
   c.batch_size = 16
   c.num_steps = 30
@@ -54,9 +56,13 @@ def test_num_epochs_for():
 
 
 def test_method_names_are_validated():
-  assert ub.check_method_names("all") == list(ub.METHODS)
+  assert registry.check_names("all") == list(registry.METHODS)
   with pytest.raises(ValueError, match="unknown method.*valid"):
-    ub.check_method_names(["mfvi", "hmc"])
+    registry.check_names(["mfvi", "nope"])
+  with pytest.raises(ValueError, match="listed more than once"):
+    registry.check_names("map,map")
+  with pytest.raises(ValueError, match="'all' cannot be combined"):
+    registry.check_names("all,mfvi")
 
 
 def test_nan_training_data_raises():
@@ -74,13 +80,12 @@ def test_grid_points_is_the_cartesian_product():
   assert len(pairs) == 6 and (np.float32(0.2).round(3), 10.0) in pairs
   with pytest.raises(ValueError, match="prior_scale"):
     ub.grid_points({"prior_scale": []})
-  with pytest.raises(ValueError, match="empty"):
-    ub.grid_points({})
+  assert ub.grid_points({}) == {}  # one point: the fixed config
 
 
 def test_unknown_grid_field_names_the_valid_ones():
   with pytest.raises(ValueError, match="dropout_rate.*valid.*prior_scale"):
-    ub.method_hparams("map", tiny_config(), {"dropout_rate": 0.1})
+    registry.default_hparams("map", tiny_config(), {"dropout_rate": 0.1})
 
 
 def test_traced_hparams_match_config_values(tmp_path):
@@ -121,8 +126,9 @@ def test_grid_search_selects_on_validation_and_refits(tmp_path):
   # prior_scale 1e-3 pins every weight at ~0 (predicts the mean: validation
   # LL near that of N(0, 1), ~ -1.4); 1.0 fits y = x0 - 0.5 x1^2 (noise sd
   # ~0.1 / 3 in standardised units), so the grid must pick index 1 on both.
-  res = ub.grid_search("map", splits, cfg, key, {"prior_scale": [1e-3, 1.0]},
-                       valid_fraction=0.25)
+  res = ub.select_and_evaluate("map", splits, cfg, key,
+                               {"prior_scale": [1e-3, 1.0]},
+                               valid_fraction=0.25)
   assert res["valid_ll"].shape == (2, 2) and res["valid_rmse"].shape == (2, 2)
   assert np.all(res["valid_ll"][1] > res["valid_ll"][0] + 0.5)
   np.testing.assert_array_equal(res["chosen"], [1, 1])
@@ -130,31 +136,27 @@ def test_grid_search_selects_on_validation_and_refits(tmp_path):
   # The refit is evaluate() with the chosen values.
   again = ub.evaluate("map", splits, cfg, key, hparams=res["hparams"])
   np.testing.assert_allclose(res["rmse"], again["rmse"], rtol=1e-5)
-  with pytest.raises(ValueError, match="criterion"):
-    ub.grid_search("map", splits, cfg, key, {"prior_scale": [1.0]},
-                   criterion="acc")
+  np.testing.assert_allclose(res["valid_ll_chosen"], res["valid_ll"][1])
+  with pytest.raises(ValueError, match="valid_fraction"):
+    ub.select_and_evaluate("map", splits, cfg, key, {"prior_scale": [1.0]},
+                           valid_fraction=1.5)
 
 
 def test_fixed_noise_is_the_predictive_variance_of_map(tmp_path):
   """noise='fixed': MAP's predictive variance is exactly noise_scale^2, the
-  traced (vmapped) value or the config value."""
+  traced (vmapped) value or a Python float."""
   ds = data_lib.load_uci(str(write_uci_folder(tmp_path)))
   splits = data_lib.uci_stacked_splits(ds, [0])
   cfg = tiny_config()
   cfg.map.valid_fraction = 0.0
   cfg.map.noise = "fixed"
-  x = splits.x_test[0]
-  for hp in ({"noise_scale": 0.3}, {"noise_scale": jax.numpy.float32(0.3)}):
-    method = ub.build_method("map", cfg, splits.x_train.shape[1], 3, hp)
-    params, _ = method.train({"x": splits.x_train[0], "y": splits.y_train[0]},
-                             jax.random.key(0))
-    assert params["raw_noise"] == 0.0  # the unused learned noise stays put
-    _, variances = method.predict(params, x, jax.random.key(1))
-    np.testing.assert_allclose(variances, 0.09, rtol=1e-5)
+  method, _ = ub._method("map", cfg, splits.x_train.shape[1])
+  data = {"x": splits.x_train[0], "y": splits.y_train[0]}
+  for scale in (0.3, jax.numpy.float32(0.3)):
+    hp = registry.default_hparams("map", cfg, {"noise_scale": scale})
+    state, _ = jax.jit(method.fit)(jax.random.key(0), data, hp, None)
+    pred = method.predict(state, splits.x_test[0], jax.random.key(1), hp)
+    np.testing.assert_allclose(pred["variance"], 0.09, rtol=1e-5)
   cfg.map.noise = "student"
-  with pytest.raises(ValueError, match="noise must be 'learned' or 'fixed'"):
-    ub.build_method("map", cfg, 10, 3)
-  cfg.map.noise = "fixed"
-  cfg.map.noise_scale = 1e-4
-  with pytest.raises(ValueError, match="noise_scale must exceed"):
-    ub.build_method("map", cfg, 10, 3)
+  with pytest.raises(ValueError, match="noise must be one of"):
+    ub.uci_model(cfg, "map")

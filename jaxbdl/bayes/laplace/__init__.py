@@ -1,0 +1,18 @@
+"""Laplace approximations for neural networks (issue 15).
+
+``Laplace(apply_fn, params, likelihood, subset_of_weights, hessian_structure)``
+returns pure ``fit -> optimize_prior_precision -> predict`` functions on an
+explicit :class:`LaplaceState` (laplace-torch's workflow, JAX's idioms).
+
+Modules: ``curvature`` (GGN / empirical Fisher in full, diag, KFAC, low-rank
+structures; subsets of weights), ``marglik`` (the evidence and post-hoc
+prior-precision / noise fitting), ``predictive`` (GLM with probit or MC link;
+network sampling), ``approximation`` (the ``Laplace`` factory) and ``method``
+(the Bayesian-core registry adapters).
+"""
+from jaxbdl.bayes.laplace import approximation, curvature, marglik, predictive
+from jaxbdl.bayes.laplace.approximation import (Laplace, LaplaceApproximation,
+                                                LaplaceSpec, LaplaceState)
+
+__all__ = ["approximation", "curvature", "marglik", "predictive", "Laplace",
+           "LaplaceApproximation", "LaplaceSpec", "LaplaceState"]
