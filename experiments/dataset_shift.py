@@ -322,16 +322,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       "loadavg_start": open("/proc/loadavg").read().split()[:3],
       "methods": {}}
   x_all = jnp.asarray(x_all)
+  # Device arrays: methods may index the data with traced indices.
+  train, valid_all = (jax.tree_util.tree_map(jnp.asarray, d[k])
+                      for k in ("train", "valid"))
   for name in config.methods:
     t0 = time.time()
     method = _build(name, model, config)
     hp = _hparams(name, config)
-    valid = d["valid"] if method.valid_fraction > 0 else None
+    valid = valid_all if method.valid_fraction > 0 else None
     # One key for every method (common random numbers): map and map_ts share
     # their network, so the temperature is the only difference.
     k = key
     keys = jax.random.split(k, config.num_seeds)
-    fit = jax.jit(jax.vmap(lambda kk: method.fit(kk, d["train"], hp, valid)))
+    fit = jax.jit(jax.vmap(lambda kk: method.fit(kk, train, hp, valid)))
     state, history = fit(keys)
     pred_keys = jax.random.split(jax.random.fold_in(k, 10_000),
                                  config.num_seeds)

@@ -18,7 +18,7 @@ def get_config(arg=None):
   config.cnn = ml_collections.ConfigDict(dict(features=(8, 16), hidden=32,
                                               pool="avg"))
   config.methods = ("map", "map_ts", "mc_dropout", "ensemble", "mfvi",
-                    "mfvi_conv_lrt", "mfvi_conv_flipout")
+                    "mfvi_conv_lrt", "mfvi_conv_flipout", "sgld", "sghmc")
   config.mc_dropout_rate = 0.25   # CNN dropout before the head (fixed).
 
   # The registry's static settings, shared by every method (config.core.NAME
@@ -31,13 +31,18 @@ def get_config(arg=None):
   core.map.patience = 10
   core.map_ts.patience = 10
   core.ensemble.num_members = 5
+  for name in ("sgld", "sghmc"):  # 2 chains x 15 draws: S = 30 as the others.
+    core[name].num_chains = 2
+    core[name].num_samples = 15
   config.core = core
   config.hp = ml_collections.ConfigDict(dict(learning_rate=3e-3,
                                              prior_scale=1.0))
   # Per-method hp overrides (TUNABLE names), chosen a priori, not on test.
   config.hp_overrides = ml_collections.ConfigDict(dict(
       mfvi=dict(learning_rate=1e-2), mfvi_conv_lrt=dict(learning_rate=1e-2),
-      mfvi_conv_flipout=dict(learning_rate=1e-2)))
+      mfvi_conv_flipout=dict(learning_rate=1e-2),
+      # SG-MCMC: the registry's default per-datum step (not tuned here).
+      sgld=dict(learning_rate=1e-2), sghmc=dict(learning_rate=1e-2)))
 
   config.shifts = ml_collections.ConfigDict(dict(
       rotation=(0.0, 15.0, 30.0, 45.0, 60.0, 90.0, 120.0, 150.0, 180.0),
@@ -51,10 +56,9 @@ def get_config(arg=None):
     config.num_noise_images = 50
     config.cnn = ml_collections.ConfigDict(dict(features=(4, 8), hidden=16,
                                                 pool="avg"))
-    config.methods = ("map_ts", "ensemble", "mfvi_conv_flipout")
+    config.methods = ("map_ts", "mfvi_conv_flipout")
     config.core.num_epochs = 4
     config.core.num_predict_samples = 4
-    config.core.ensemble.num_members = 2
     config.shifts = ml_collections.ConfigDict(dict(
         rotation=(0.0, 90.0), noise=(0.0, 0.5), translation=(0.0, 2.0)))
     config.selective_rotation = 90.0
