@@ -64,4 +64,10 @@ def get_config(arg=None):
     config.selective_rotation = 90.0
   elif arg not in (None, ""):
     raise ValueError(f"unknown config argument {arg!r}; use 'quick' or nothing")
+  # Keep only the sub-configs of the methods studied (registry.method_config
+  # merges the shared fields with these).
+  for name in [k for k, v in config.core.items()
+               if isinstance(v, ml_collections.ConfigDict)]:
+    if name not in config.methods:
+      del config.core[name]
   return config
