@@ -57,12 +57,12 @@ import optax
 
 from jaxbdl import data as data_lib
 from jaxbdl import distributed
-from jaxbdl import likelihoods
+from jaxbdl.bayes import likelihoods
 from jaxbdl import metrics
 from jaxbdl import networks
 from jaxbdl import objectives
 from jaxbdl import parallel
-from jaxbdl import priors
+from jaxbdl.bayes import priors
 from jaxbdl import results as results_lib
 from jaxbdl import resume
 from jaxbdl import train
@@ -186,12 +186,13 @@ def run(config, workdir: str, data_dir: Optional[str] = None,
   net = networks.MLP(features=tuple(config.hidden) + (1,),
                      activation=config.activation)
   apply = lambda params, x: net.apply({"params": params}, x)[:, 0]
+  prior = priors.gaussian(float(config.prior_scale))
   loss_fn = objectives.scale_loss(
       objectives.make_map_loss_fn(
           objectives.stateless(apply),
-          functools.partial(likelihoods.gaussian_scale,
+          functools.partial(likelihoods.normal_log_prob,
                             scale=float(config.noise_scale)),
-          functools.partial(priors.gaussian, scale=float(config.prior_scale)),
+          lambda p: prior.log_prob({}, p),
           num_data=n), 1.0 / n)
   opt = optax.adam(config.learning_rate)
   fitter = parallel.vmap_fitter(train.make_fitter(

@@ -62,6 +62,7 @@ __all__ = [
     "init_mean_field", "to_normal", "sample_params", "log_q", "entropy",
     "RaveledModel", "ravel_model", "VariationalModel", "weight_space",
     "layerwise", "analytic_kl", "mc_kl", "stl_kl", "auto_kl", "data_term",
+    "normal_elbo",
     "init_params", "elbo_terms", "make_loss_fn", "sample_outputs",
 ]
 
@@ -253,6 +254,22 @@ def data_term(estimator, f: Callable[[PyTree], Array], q: dict,
     fw = f(w)
     value = value + (fw - jax.lax.stop_gradient(fw))
   return value, w
+
+
+def normal_elbo(estimator, log_lik: Callable[[Array], Array],
+                normal_params: dict, prior_params: dict, key: Array,
+                num_samples: int) -> Array:
+  """The ELBO of ``q = N(loc, scale^2)`` over a flat vector ``w [D]``.
+
+  ``E_q[log_lik(w)] - KL(q || N(prior loc, prior scale^2))`` with the data
+  term as ``estimator``'s surrogate (its value the ``num_samples``-sample
+  estimate, its gradient the estimator's; Mohamed et al. 2020, Sec. 8) and
+  the KL in closed form. The form for estimator studies, where q's
+  parameterisation is the caller's (``normal_params = {"loc", "scale"}``).
+  """
+  data = estimator.surrogate(log_lik, distributions.Normal)(
+      normal_params, key, num_samples)
+  return data - distributions.Normal.kl(normal_params, prior_params)
 
 
 def _reparameterized(estimator) -> bool:
