@@ -16,6 +16,14 @@ Launch (two hosts, one process each; the same command on both, only
   python -m experiments.train_resumable --workdir /shared/run \\
       --coordinator_address host0:12345 --num_processes 2 --process_id 1
 
+On CPUs the processes talk through gloo (:func:`initialize` sets
+``jax_cpu_collectives_implementation``), so two processes on one machine
+(``--coordinator_address 127.0.0.1:PORT``) run the same program as two hosts
+would; ``tests/multihost_test.py`` does exactly that. Every process must make
+the same JAX calls in the same order: :func:`to_host` (a global array as
+numpy on every process), :func:`barrier` and :func:`any_process` are
+collectives when there are several processes.
+
 With ``--num_processes 1`` (the default) nothing is initialised and the
 program is the ordinary single-process one. On managed clusters (SLURM,
 Cloud TPU, Kubernetes) ``jax.distributed.initialize()`` can detect all three

@@ -171,9 +171,13 @@ def test_bad_config(tmp_path, data_dir, field, value, message):
 
 
 def _snapshot(root):
+  """``{path: sha256}`` of every file but the lock files (a process that
+  takes a lock writes its pid there)."""
   out = {}
   for d, _, files in os.walk(root):
     for f in files:
+      if f.startswith("LOCK"):
+        continue
       p = os.path.join(d, f)
       out[os.path.relpath(p, root)] = hashlib.sha256(
           open(p, "rb").read()).hexdigest()
@@ -260,3 +264,14 @@ def test_sigterm_and_lock_at_default_xla_level(tmp_path, data_dir):
   for name in want.files:
     np.testing.assert_array_equal(got[name], want[name], err_msg=name)
   assert res["rows"] == want_res["rows"]
+  # 5. The finished workdir re-run with another learning rate: refused with
+  # exit code 78, the field named, nothing on disk changed.
+  before = _snapshot(workdir)
+  changed = subprocess.run(_command(workdir, data_dir,
+                                    "--config.learning_rate=0.02"),
+                           cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=300)
+  assert changed.returncode == train_resumable.MISMATCH_EXIT_CODE == 78
+  assert ("differing fields: config.learning_rate: checkpoint 0.01, now 0.02"
+          in changed.stderr), changed.stderr[-3000:]
+  assert _snapshot(workdir) == before
