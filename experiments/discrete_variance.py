@@ -261,7 +261,7 @@ def sbn_log_joint(theta, x_d, h_h):
 
 
 def sbn_encoder_logits(theta, x_bxd):
-  return x_bxd @ theta["enc_w"] + theta["enc_b"]
+  return x_bxd @ theta["enc_w"] + theta["enc_b"][None]
 
 
 def sbn_elbo(theta, x_bxd, key, num_samples):

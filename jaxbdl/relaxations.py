@@ -126,7 +126,13 @@ _TINY = 1e-6
 
 
 def _make_estimator(name, samples, surrogate, reparameterized=True):
-  """An ``Estimator`` by keyword; fills optional fields when they exist."""
+  """An ``Estimator`` by keyword; fills optional fields when they exist.
+
+  ``reparameterized`` (when ``Estimator`` has that field): True for the
+  relaxed pathwise estimators (gumbel_softmax, straight-through: they
+  differentiate ``f`` along the relaxed path, although the discrete
+  ``dist`` itself is not reparameterised), False for REBAR/RELAX.
+  """
   kw = {"name": name, "samples": samples, "surrogate": surrogate}
   if "reparameterized" in ests.Estimator._fields:
     kw["reparameterized"] = reparameterized
@@ -626,7 +632,13 @@ def _relax_estimator(name, control, phi):
 
     return one
 
-  return _per_sample_estimator(name, make_one, needs_v=True)
+  # reparameterized=False: the estimate is a score-function estimate with a
+  # (pathwise) control variate; its surrogate does NOT give the gradient
+  # with respect to parameters that f closes over (freeze them in f and
+  # differentiate E_q[f] in them separately, as experiments/discrete_variance
+  # does for the decoder).
+  return _per_sample_estimator(name, make_one, needs_v=True,
+                               reparameterized=False)
 
 
 def rebar(temperature=0.5, eta=1.0) -> ests.Estimator:
