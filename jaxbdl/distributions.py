@@ -622,10 +622,28 @@ def _gamma_transform(params: Params, keys: Array) -> Array:
 
   Differentiable in ``alpha`` by JAX's implicit-reparameterisation JVP
   (``random_gamma_grad``: ``-(dF/dalpha) / p``, Figurnov et al. 2018).
+  Draws that underflow to 0 (alpha << 1 in float32) are raised to the
+  smallest normal float, so ``log_prob`` (and the score function) stays
+  finite.
   """
   a, b = _gamma_params(params)
-  return _map_keys("Gamma", lambda k: jax.random.gamma(k, a, dtype=a.dtype),
-                   keys) / _expand_to(b, jnp.ndim(keys) + b.ndim)
+  z = _map_keys("Gamma", lambda k: jax.random.gamma(k, a, dtype=a.dtype),
+                keys) / _expand_to(b, jnp.ndim(keys) + b.ndim)
+  return _clip_support(z, upper=False)
+
+
+def _clip_support(x: Array, upper: bool) -> Array:
+  """Clips samples into ``[tiny, 1 - epsneg]`` (or ``[tiny, inf)``).
+
+  For concentrations << 1, float32 draws underflow to exactly 0 (or round to
+  1), where ``log_prob`` is infinite and score-function estimates become
+  NaN; torch.distributions clamps its Dirichlet samples the same way. The
+  moved probability mass is below the float's resolution of the density's
+  support; clipped draws get a zero path gradient.
+  """
+  info = jnp.finfo(x.dtype)
+  hi = 1.0 - info.epsneg if upper else jnp.inf
+  return jnp.clip(x, info.tiny, hi)
 
 
 def _gamma_log_prob(params: Params, x: Array) -> Array:
@@ -713,14 +731,15 @@ def _beta_params(params: Params) -> tuple[Array, Array]:
 
 def _beta_transform(params: Params, keys: Array) -> Array:
   """``x = sigmoid(log G_a - log G_b)``, log-space Gamma draws (stable for
-  small concentrations), each with its implicit gradient."""
+  small concentrations), each with its implicit gradient; clipped into
+  ``[tiny, 1 - epsneg]`` (see ``_clip_support``)."""
   a, b = _beta_params(params)
 
   def one(k):
     # One sampler call for both Gammas (each sampler instance costs compile
     # time): log G [2, *E].
     log_g = jax.random.loggamma(k, jnp.stack([a, b]), dtype=a.dtype)
-    return jax.nn.sigmoid(log_g[0] - log_g[1])
+    return _clip_support(jax.nn.sigmoid(log_g[0] - log_g[1]), upper=True)
 
   return _map_keys("Beta", one, keys)
 
@@ -804,11 +823,13 @@ def _dirichlet_alpha(params: Params) -> Array:
 
 def _dirichlet_transform(params: Params, keys: Array) -> Array:
   """``x = softmax(log G)``, ``G_k ~ Gamma(alpha_k)`` drawn in log space,
-  each with its implicit gradient."""
+  each with its implicit gradient; entries clipped into ``[tiny, 1 -
+  epsneg]`` (see ``_clip_support``)."""
   a = _dirichlet_alpha(params)
   return _map_keys(
-      "Dirichlet", lambda k: jax.nn.softmax(
-          jax.random.loggamma(k, a, dtype=a.dtype), axis=-1), keys)
+      "Dirichlet", lambda k: _clip_support(jax.nn.softmax(
+          jax.random.loggamma(k, a, dtype=a.dtype), axis=-1), upper=True),
+      keys)
 
 
 def _dirichlet_log_prob(params: Params, x: Array) -> Array:
