@@ -463,7 +463,7 @@ def _optimise(kernel_fn, init_params, x, y, init_noise_variance, jitter,
 def optimise_hyperparameters(kernel_fn: ParamKernelFn, init_params: Any,
                              x: Array, y: Array, init_noise_variance: Any, *,
                              minimiser: Minimiser | None = None,
-                             num_restarts: int = 4,
+                             num_restarts: int | None = None,
                              key: Array | None = None,
                              restart_spread: float = math.log(10.0),
                              num_steps: int | None = None,
@@ -494,7 +494,8 @@ def optimise_hyperparameters(kernel_fn: ParamKernelFn, init_params: Any,
     init_noise_variance: initial noise variance, > ``min_noise_variance``.
     minimiser: default ``lbfgs()``; ``adam(num_steps, learning_rate)`` is the
       first-order alternative.
-    num_restarts: number of starts (>= 1).
+    num_restarts: number of starts (>= 1); default 4, or 1 with the legacy
+      ``num_steps``/``learning_rate`` shorthand (the old single Adam run).
     key: PRNG key for the restart points (default ``jax.random.key(0)``: the
       starts are then a fixed function of ``init_params``).
     restart_spread: half-width of the log-scale restart box.
@@ -522,6 +523,8 @@ def optimise_hyperparameters(kernel_fn: ParamKernelFn, init_params: Any,
       raise ValueError(f"{name}: num_steps must be >= 1, got {num_steps}")
     minimiser = adam(200 if num_steps is None else num_steps,
                      0.05 if learning_rate is None else learning_rate)
+    num_restarts = 1 if num_restarts is None else num_restarts
+  num_restarts = 4 if num_restarts is None else num_restarts
   if minimiser is None:
     minimiser = _DEFAULT_MINIMISER
   if int(num_restarts) < 1:
