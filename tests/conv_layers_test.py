@@ -9,6 +9,8 @@ import pytest
 
 from jaxbdl import bayesian_layers
 from jaxbdl import networks
+from jaxbdl.bayes import elbo
+from jaxbdl.bayes import priors
 from jaxbdl.bayes import conv_layers as cl
 
 K_SE = 4.0   # |estimate - expected| < K_SE * SE, SE computed from the draws.
@@ -158,9 +160,9 @@ def test_bayesian_cnn_tree_kl_and_small_scale_limit():
                             rngs={"sample": jax.random.key(9)})
   np.testing.assert_allclose(got, want, atol=1e-4)
   # KL(N(mu, s^2) || N(0, 1)) summed: closed form per weight.
-  prior = bayesian_layers.vi.gaussian_prior(1.0)
-  kl = float(jax.jit(lambda p: bayesian_layers.kl_divergence(p, prior))(
-      params))
+  prior = priors.gaussian(1.0)
+  kl = float(jax.jit(lambda p: elbo.analytic_kl(
+      prior, {}, bayesian_layers.to_var_params(p), None))(params))
   leaves = jax.tree_util.tree_leaves
   mu = np.concatenate([np.ravel(a) for a in leaves(var["loc"])]).astype(
       np.float64)

@@ -4,8 +4,9 @@ The convolutional counterparts of :mod:`jaxbdl.bayesian_layers`. Each layer
 owns a mean-field Gaussian over its kernel ``W [kh, kw, C_in, C_out]`` (HWIO)
 and bias ``b [C_out]`` with the SAME parameter names as the dense layers
 (``kernel_loc, kernel_raw_scale, bias_loc, bias_raw_scale``; standard
-deviations ``softplus(raw_scale)``), so ``bayesian_layers.to_var_params`` /
-``kl_divergence`` and every closed-form-KL prior apply unchanged. Inputs are
+deviations ``softplus(raw_scale)``), so ``bayesian_layers.to_var_params``,
+the core's closed-form KL (``elbo.analytic_kl``) and every prior with a
+``kl`` apply unchanged. Inputs are
 ``x [B, H, W, C_in]`` (NHWC); outputs ``[B, H', W', C_out]``; noise comes from
 the rng stream ``"sample"``:
 
