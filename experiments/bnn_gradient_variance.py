@@ -154,12 +154,12 @@ def run(config, workdir: str) -> dict:
   grad_fns = {e: jax.jit(lambda post, k, g=make_gradient_fn(e, config, x, y):
                          gradient_variance(g, post, k, config.num_repeats))
               for e in config.estimators}
-  rows, done, elbo = [], 0, float("nan")
+  rows, done, final_elbo = [], 0, float("nan")
   for stage in config.train_epochs:
     if stage > done:
       run_epochs = jax.jit(fitter.run_epochs, static_argnames="num_epochs")
       fs, hist = run_epochs(fs, {"x": x, "y": y}, key, num_epochs=stage - done)
-      elbo = float(hist["elbo"][-1])
+      final_elbo = float(hist["elbo"][-1])
       done = stage
     post = fs.train.params["posterior"]
     for e in config.estimators:
@@ -179,7 +179,7 @@ def run(config, workdir: str) -> dict:
            f"{config.hidden} BNN trained with LRT for the stated epochs.\n\n"
            + results_lib.markdown_table(rows, columns, 3))
   results = {"config": config.to_dict(), "dataset": name, "rows": rows,
-             "final_train_elbo": elbo, "seconds": time.time() - t0}
+             "final_train_elbo": final_elbo, "seconds": time.time() - t0}
   results_lib.write_outputs(workdir, results, table)
   _plot(rows, config, os.path.join(workdir, "bnn_gradient_variance.png"))
   return results

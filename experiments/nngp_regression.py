@@ -49,7 +49,7 @@ import functools
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from absl import app
 from absl import flags

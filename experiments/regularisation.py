@@ -23,7 +23,7 @@ import optax
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import likelihoods, metrics, networks, objectives, priors, train
+from jaxbdl import likelihoods, metrics, networks, objectives, train
 from jaxbdl import results as results_lib
 
 VARIANTS = ("plain", "early_stopping", "dropout", "batch_norm")

@@ -35,7 +35,6 @@ References:
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Callable, NamedTuple
 
