@@ -20,6 +20,7 @@ want a validation part for early stopping get it from the TRAINING data.
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from absl import app, flags
@@ -197,6 +198,7 @@ def run(config, workdir: str, data_path: str, methods: str,
 
 def main(argv):
   del argv
+  launch.quiet_logs(sys.argv)
   f = flags.FLAGS
   workdir = results_lib.ensure_workdir(f.workdir)
   res = run(f.config, workdir, f.data, f.method, f.task)

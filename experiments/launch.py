@@ -21,13 +21,13 @@ import os
 import sys
 from typing import Callable, Optional, Sequence
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import validate
 from jaxbdl import results as results_lib
 
-__all__ = ["define_flags", "parse", "default_report", "main"]
+__all__ = ["define_flags", "parse", "default_report", "quiet_logs", "main"]
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 EXIT_BAD_CONFIG = 2
@@ -111,6 +111,19 @@ def default_report(res: dict, workdir: str) -> str:
   return text
 
 
+def quiet_logs(argv: Sequence[str]) -> None:
+  """Shows warnings and errors only, unless ``argv`` sets ``--verbosity``.
+
+  absl's ``app.run`` raises the default verbosity to INFO, which shows
+  orbax's per-checkpoint chatter and jax's ``Unable to initialize backend
+  'tpu'`` on every run. ``--verbosity=0`` (INFO) or ``1`` (DEBUG) shows them.
+  """
+  for arg in argv[1:]:
+    if arg.split("=", 1)[0] in ("--verbosity", "-verbosity", "-v", "--v"):
+      return
+  logging.set_verbosity(logging.WARNING)
+
+
 def main(name: str, run: Callable[..., dict],
          report: Callable[[dict, str], str] = default_report) -> None:
   """Defines the flags, validates them, runs ``run(config, workdir)``, prints
@@ -126,6 +139,7 @@ def main(name: str, run: Callable[..., dict],
 
   def _main(argv):
     del argv
+    quiet_logs(sys.argv)
     workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
     res = run(flags.FLAGS.config, workdir)
     print(report(res, workdir))
