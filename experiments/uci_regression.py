@@ -22,6 +22,7 @@ the target checks) and ``uci.png``. Both files are rewritten after every
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Optional
 
@@ -32,6 +33,7 @@ import jax
 import numpy as np
 from ml_collections import config_flags
 
+from experiments import launch
 from experiments import reference_results as ref
 from jaxbdl import metric_writers
 from jaxbdl import data as data_lib
@@ -317,6 +319,7 @@ def run(config, workdir: str) -> dict:
 
 def main(argv):
   del argv
+  launch.quiet_logs(sys.argv)
   f = flags.FLAGS
   workdir = results_lib.ensure_workdir(f.workdir)
   config = f.config
