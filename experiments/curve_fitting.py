@@ -211,6 +211,10 @@ def _plot(config, data, poly, mlp, path):
   axes[2].set_xticks(widths, [str(w) for w in widths])
   axes[2].xaxis.set_minor_locator(ticker.NullLocator())
   axes[2].xaxis.set_minor_formatter(ticker.NullFormatter())
+  # Within a decade, log axes label every minor tick (they overlapped):
+  # label 1, 2, 5 x 10^k only.
+  axes[2].yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+  axes[2].yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
   axes[2].yaxis.set_minor_formatter(ticker.NullFormatter())
   axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18),
                  ncol=3)
