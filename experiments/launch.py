@@ -17,6 +17,7 @@ exit status 2, and nothing is written.
 """
 from __future__ import annotations
 
+import logging as pylogging
 import os
 import sys
 from typing import Callable, Optional, Sequence
@@ -111,17 +112,30 @@ def default_report(res: dict, workdir: str) -> str:
   return text
 
 
-def quiet_logs(argv: Sequence[str]) -> None:
-  """Shows warnings and errors only, unless ``argv`` sets ``--verbosity``.
+class _OwnInfoOnly(pylogging.Filter):
+  """Keeps warnings and errors, and INFO from jaxbdl / experiments code."""
 
-  absl's ``app.run`` raises the default verbosity to INFO, which shows
-  orbax's per-checkpoint chatter and jax's ``Unable to initialize backend
-  'tpu'`` on every run. ``--verbosity=0`` (INFO) or ``1`` (DEBUG) shows them.
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    if record.levelno >= pylogging.WARNING:
+      return True
+    path = record.pathname.replace(os.sep, "/")
+    return "/jaxbdl/" in path or "/experiments/" in path
+
+
+def quiet_logs(argv: Sequence[str]) -> None:
+  """Hides other libraries' INFO lines unless ``argv`` sets ``--verbosity``.
+
+  absl's ``app.run`` shows INFO, which floods a run with orbax's
+  per-checkpoint chatter and jax's ``Unable to initialize backend 'tpu'``.
+  Our own INFO lines (one summary per phase of a study) and every warning
+  stay; ``--verbosity=0`` (INFO) or ``1`` (DEBUG) shows everything.
   """
   for arg in argv[1:]:
     if arg.split("=", 1)[0] in ("--verbosity", "-verbosity", "-v", "--v"):
       return
-  logging.set_verbosity(logging.WARNING)
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
+    handler.addFilter(_OwnInfoOnly())
 
 
 def main(name: str, run: Callable[..., dict],
