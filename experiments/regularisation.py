@@ -127,8 +127,10 @@ def run(config, workdir: str) -> dict:
       stopped = hist["stopped_epoch"]
       # 1-based epochs, as in the plot (history holds 0-based indices).
       row["best epoch"] = float(np.mean(hist["best_epoch"])) + 1
-      row["stopped epoch"] = float(np.mean(np.where(stopped < 0, np.nan,
-                                                    stopped))) + 1
+      hit = stopped >= 0
+      row["stopped epoch"] = (
+          f"{np.mean(stopped[hit]) + 1:.1f} ({hit.sum()}/{hit.size} seeds)"
+          if hit.any() else "not stopped")
     rows.append(row)
     logging.info("%s: test acc %.4f +- %.4f (%.1fs)", variant, test_acc.mean(),
                  test_acc.std(), time.time() - t0)
