@@ -1,16 +1,22 @@
 # Quick start: `make demo` (set up + main job), `make test` (set up + tests).
+#
+# `requirements.lock` pins every package (direct and transitive) with hashes;
+# setup installs exactly that set, then jaxbdl itself without dependencies.
+# After changing dependencies in pyproject.toml, run `make lock` (uv in a
+# throw-away .venv-tools, not a jaxbdl dependency) and commit the lock.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= workdirs/demo
 PYTEST_ARGS ?= -n 2
+UV_VERSION ?= 0.13.9
 
-.PHONY: demo test setup setup-test bench clean
+.PHONY: demo test lint setup setup-test lock bench clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	$(PY) -m pip install -q --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
 setup: $(VENV)/.installed
@@ -19,8 +25,18 @@ setup-test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(PY) -m experiments.estimator_variance --workdir $(WORKDIR)/estimator_variance
 
-test: $(VENV)/.installed
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest $(PYTEST_ARGS) -m "not experiment" tests
+
+lock:
+	$(PYTHON) -m venv .venv-tools
+	.venv-tools/bin/pip install -q uv==$(UV_VERSION)
+	.venv-tools/bin/uv pip compile pyproject.toml --extra test \
+	  --generate-hashes --python-version 3.11 --no-header \
+	  -o requirements.lock
 
 # Benchmarks against peers (each peer gets its own throw-away .venv-<name>).
 bench: $(VENV)/.installed
@@ -30,4 +46,4 @@ bench: $(VENV)/.installed
 	$(PY) bench/scaling.py
 
 clean:
-	rm -rf $(VENV) workdirs .pytest_cache
+	rm -rf $(VENV) .venv-tools workdirs .pytest_cache

@@ -64,7 +64,6 @@ def _peak_bytes(device):
 
 
 def _mlp_problem(features, n, d, seed=0):
-  import jax
   import jax.numpy as jnp
   import numpy as np
   from jaxbdl import networks

@@ -38,6 +38,7 @@ import numpy as np
 import optax
 
 from experiments import launch
+from jaxbdl import metric_writers
 from jaxbdl import bayesian_layers, control_variates, estimators, networks
 from jaxbdl import data as data_lib
 from jaxbdl import train
@@ -155,12 +156,14 @@ def run(config, workdir: str) -> dict:
   grad_fns = {e: jax.jit(lambda post, k, g=make_gradient_fn(e, config, x, y):
                          gradient_variance(g, post, k, config.num_repeats))
               for e in config.estimators}
-  rows, done, elbo = [], 0, float("nan")
+  rows, done, final_elbo = [], 0, float("nan")
+  tb = metric_writers.RunWriter(workdir)
   for stage in config.train_epochs:
     if stage > done:
       run_epochs = jax.jit(fitter.run_epochs, static_argnames="num_epochs")
       fs, hist = run_epochs(fs, {"x": x, "y": y}, key, num_epochs=stage - done)
-      elbo = float(hist["elbo"][-1])
+      final_elbo = float(hist["elbo"][-1])
+      tb.write_history(hist, prefix="train/", first_step=done + 1)
       done = stage
     post = fs.train.params["posterior"]
     for e in config.estimators:
@@ -170,7 +173,11 @@ def run(config, workdir: str) -> dict:
         row[f"{label} mean"] = float(v[layer]["kernel_loc"])
         row[f"{label} raw scale"] = float(v[layer]["kernel_raw_scale"])
       rows.append(row)
+      tb.write_scalars(stage, {f"grad_variance/{e}/{k}": v
+                               for k, v in row.items() if k not in
+                               ("epochs", "estimator")})
       logging.info("epoch %d %s: %s", stage, e, row)
+  tb.close()
   columns = ["epochs", "estimator", "bottom mean", "bottom raw scale",
              "top mean", "top raw scale"]
   table = (f"Mean per-coordinate variance of the minibatch ELBO-gradient "
@@ -180,7 +187,7 @@ def run(config, workdir: str) -> dict:
            f"{config.hidden} BNN trained with LRT for the stated epochs.\n\n"
            + results_lib.markdown_table(rows, columns, 3))
   results = {"config": config.to_dict(), "dataset": name, "rows": rows,
-             "final_train_elbo": elbo, "seconds": time.time() - t0}
+             "final_train_elbo": final_elbo, "seconds": time.time() - t0}
   results_lib.write_outputs(workdir, results, table)
   _plot(rows, config, os.path.join(workdir, "bnn_gradient_variance.png"))
   return results
@@ -198,9 +205,13 @@ def _plot(rows, config, path):
               if r["estimator"] == e and r["epochs"] == s]
       ax.bar(np.arange(len(stages)) + j * width, vals, width, label=e)
     ax.set(yscale="log", title=f"Var[grad] w.r.t. {col}",
+           xlabel="training epochs before the measurement",
            xticks=np.arange(len(stages)) + 0.4 - width / 2,
-           xticklabels=[f"{s} ep" for s in stages])
-  axes[0].legend(fontsize=7)
+           xticklabels=[str(s) for s in stages])
+  axes[0].set_ylabel("mean per-coordinate variance\n(squared ELBO units, log)")
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, title="estimator", loc="center left",
+             bbox_to_anchor=(1.0, 0.5), fontsize=8)
   fig.tight_layout()
   results_lib.save_figure(fig, path)
 

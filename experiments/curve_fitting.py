@@ -179,15 +179,17 @@ def run(config, workdir: str) -> dict:
 
 def _plot(config, data, poly, mlp, path):
   plt = results_lib.pyplot()
+  from matplotlib import ticker
   x_tr, y_tr, _, _ = data
   fig, axes = plt.subplots(1, 3, figsize=(15, 4))
   degrees = np.arange(config.max_degree + 1)
   for k, c in zip(("ml", "gaussian", "laplace"), ("C0", "C1", "C2")):
     axes[0].plot(degrees, poly[k][0], "o-", color=c, label=f"{k} train")
     axes[0].plot(degrees, poly[k][1], "s--", color=c, label=f"{k} test")
-  axes[0].set(xlabel="polynomial degree", ylabel="RMSE", yscale="log",
-              title="polynomials: capacity vs error")
-  axes[0].legend(fontsize=7)
+  axes[0].set(xlabel="polynomial degree", ylabel="RMSE (target units, log)",
+              yscale="log", title="polynomials: capacity vs error")
+  axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18),
+                 ncol=3)
   grid = np.linspace(0, 1, 200)
   phi = linear_models.polynomial_features(jnp.asarray(2 * grid - 1),
                                           config.max_degree, config.max_degree)
@@ -195,17 +197,30 @@ def _plot(config, data, poly, mlp, path):
   axes[1].plot(x_tr, y_tr, "ko", label="train")
   for k, c in zip(("ml", "gaussian", "laplace"), ("C0", "C1", "C2")):
     axes[1].plot(grid, phi @ poly[k][2][-1], color=c, label=f"degree {config.max_degree} {k}")
-  axes[1].set(ylim=(-2, 2), title="degree-%d fits" % config.max_degree, xlabel="x")
-  axes[1].legend(fontsize=7)
+  axes[1].set(ylim=(-2, 2), title="degree-%d fits" % config.max_degree,
+              xlabel="x (input)", ylabel="y (target units)")
+  axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18),
+                 ncol=2)
   widths = list(mlp)
   for i, (p, c) in enumerate(zip(_PRIORS, ("C0", "C1", "C2"))):
     axes[2].plot(widths, [mlp[w][0][i].mean() for w in widths], "o-", color=c,
                  label=f"{p} train")
     axes[2].plot(widths, [mlp[w][1][i].mean() for w in widths], "s--", color=c,
                  label=f"{p} test")
-  axes[2].set(xscale="log", yscale="log", xlabel="hidden units", ylabel="RMSE",
+  axes[2].set(xscale="log", yscale="log", xlabel="hidden units",
+              ylabel="RMSE (target units, log)",
               title="MLP (MAP): capacity vs error")
-  axes[2].legend(fontsize=7)
+  # Label only the widths used (log-axis minor ticks overlapped them).
+  axes[2].set_xticks(widths, [str(w) for w in widths])
+  axes[2].xaxis.set_minor_locator(ticker.NullLocator())
+  axes[2].xaxis.set_minor_formatter(ticker.NullFormatter())
+  # Within a decade, log axes label every minor tick (they overlapped):
+  # label 1, 2, 5 x 10^k only.
+  axes[2].yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+  axes[2].yaxis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+  axes[2].yaxis.set_minor_formatter(ticker.NullFormatter())
+  axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18),
+                 ncol=3)
   fig.tight_layout()
   results_lib.save_figure(fig, path)
 

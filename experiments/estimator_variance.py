@@ -47,6 +47,7 @@ from experiments import validate
 from jaxbdl import control_variates
 from jaxbdl import distributions
 from jaxbdl import estimators
+from jaxbdl import metric_writers
 from jaxbdl import quadrature
 from jaxbdl import results as results_lib
 
@@ -310,25 +311,38 @@ def run(config, workdir: str) -> dict[str, Any]:
       "num_rows": len(rows),
       "mc_seconds": mc_seconds, "total_seconds": elapsed,
   }
-  summary_table = results_lib.markdown_table(
-      summary, ["cost", "estimator", "param", "rows", "within_bound",
-                "mean_ok", "max_abs_rel_dev", "max_abs_z"], precision=3)
+  # rel_dev and z are undefined where the exact variance is 0 (an exact
+  # control variate); the table says so instead of printing nan.
+  shown = [dict(r_, rel_dev="ref 0", z="ref 0") if math.isnan(r_["rel_dev"])
+           else r_ for r_ in rows]
+  shown_summary = [dict(s, max_abs_rel_dev="ref 0", max_abs_z="ref 0")
+                   if math.isnan(s["max_abs_rel_dev"]) else s
+                   for s in summary]
   full_table = results_lib.markdown_table(
-      rows, ["cost", "mu", "sigma", "k", "estimator", "param", "mc_var",
+      shown, ["cost", "mu", "sigma", "k", "estimator", "param", "mc_var",
              "ref_var", "rel_dev", "z", "within_bound", "mc_mean",
              "exact_grad", "mean_ok"], precision=4)
+  summary_table = results_lib.markdown_table(
+      shown_summary, ["cost", "estimator", "param", "rows", "within_bound",
+                "mean_ok", "max_abs_rel_dev", "max_abs_z"], precision=3)
   header = (
       f"# Estimator variance vs exact quadrature (Mohamed et al. 2020, "
       f"Sec. 3)\n\nEach MC variance is over R = {r} estimates, each the "
       f"mean of N = {n} samples (reference = exact variance of that "
       f"N-sample estimate). Within bound: |MC - ref| <= {bound_k:g} SE, "
       f"SE = sqrt((m4 - v^2)/R). mean_ok: |MC mean - exact gradient| <= "
-      f"{bound_k:g} sqrt(v/R).\n\n{res['num_within_bound']}/{len(rows)} "
+      f"{bound_k:g} sqrt(v/R). \"ref 0\": the exact variance is 0 (below "
+      f"the float32 round-off floor (1e-5 (1 + |grad|))^2, e.g. a "
+      f"delta-method control variate that is exact for a quadratic cost), "
+      f"so the relative deviation and z are undefined; such a row is within "
+      f"bound when the MC variance is below that floor.\n\n"
+      f"{res['num_within_bound']}/{len(rows)} "
       f"variances within bound, {res['num_mean_ok']}/{len(rows)} means "
       f"within bound.\n\n")
   table = header + "## Summary\n\n" + summary_table + "\n## All rows\n\n" + (
       full_table)
   results_lib.write_outputs(workdir, res, table)
+  _write_tensorboard(rows, config, workdir)
   _plot(rows, config, settings, workdir)
   res["summary_table"] = summary_table
   res["header"] = header
@@ -354,6 +368,23 @@ def _summary(rows, config) -> list[dict[str, Any]]:
   return out
 
 
+def _write_tensorboard(rows, config, workdir) -> None:
+  """Variances against the k grid (TensorBoard step = index of k; the tag
+  ``k/<cost>`` holds k itself), one run folder per (mu, sigma)."""
+  for mu, sigma in sorted({(r["mu"], r["sigma"]) for r in rows}):
+    with metric_writers.open_run(workdir, f"mu{mu:g}_sigma{sigma:g}") as w:
+      for cost_name in config.costs:
+        ks = sorted({r["k"] for r in rows if r["cost"] == cost_name})
+        for r in rows:
+          if r["cost"] != cost_name or r["mu"] != mu or r["sigma"] != sigma:
+            continue
+          i = ks.index(r["k"])
+          tag = f"{cost_name}/{r['param']}"
+          w.write_scalars(i, {f"k/{cost_name}": r["k"],
+                              f"mc_var/{tag}/{r['estimator']}": r["mc_var"],
+                              f"ref_var/{tag}/{r['estimator']}": r["ref_var"]})
+
+
 def _plot(rows, config, settings, workdir) -> None:
   plt = results_lib.pyplot()
   colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -363,6 +394,7 @@ def _plot(rows, config, settings, workdir) -> None:
     for ci, cost_name in enumerate(config.costs):
       for pi, p in enumerate(PARAM_NAMES):
         ax = axes[ci, pi]
+        missing = []   # points with exact variance 0: no place on a log axis
         for ei, est in enumerate(config.estimators):
           sel = [r for r in rows if r["cost"] == cost_name and r["mu"] == mu
                  and r["sigma"] == sigma and r["estimator"] == est and
@@ -374,18 +406,30 @@ def _plot(rows, config, settings, workdir) -> None:
                             for r in sel])
           c = colors[ei % len(colors)]
           # A zero reference (exact control variate) has no place on a log
-          # axis: such points (and their round-off MC values) are left out.
+          # axis: such points (and their round-off MC values) are left out
+          # and listed in the panel title.
           zero = ref <= floor
+          if zero.all():
+            missing.append(f"{ESTIMATORS[est].label} (all k)")
+          elif zero.any():
+            missing.append(f"{ESTIMATORS[est].label} (k = "
+                           + ", ".join(f"{k:g}" for k in ks[zero]) + ")")
           ax.plot(ks, np.where(zero | (mc <= 0), np.nan, mc), "o-", color=c,
-                  ms=3, label=ESTIMATORS[est].label + (
-                      " (variance 0: not drawn)" if zero.any() else ""))
+                  ms=3, label=ESTIMATORS[est].label if ci == 0 and
+                  pi == 0 else None)
           ax.plot(ks, np.where(zero, np.nan, ref), "--", color=c, lw=1)
         ax.set_yscale("log")
-        ax.set_xlabel("k")
+        ax.set_xlabel("k (cost parameter, dimensionless)")
         sym = "mu" if p == "loc" else "sigma"
-        ax.set_title(f"{COSTS[cost_name][1]}: Var d/d{sym}")
+        ax.set_ylabel(f"Var of d/d{sym} estimate\n(log scale)")
+        ax.set_title(f"{COSTS[cost_name][1]}: Var d/d{sym}" + (
+            "\nexact variance 0, not drawn: " + "; ".join(missing)
+            if missing else ""), fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=7)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95),
+               fontsize=8, title="estimator (solid: Monte Carlo,\n"
+               "dashed: exact)")
     fig.suptitle(f"mu = {mu:g}, sigma = {sigma:g}, N = {config.num_samples} "
                  f"samples per estimate (solid: Monte Carlo, dashed: exact)")
     fig.tight_layout()

@@ -11,13 +11,16 @@ and optionally ``y_test [M]``. Outputs: ``W/<method>/predictions.npz`` with
 included, in data units) or ``probs [M, C]``; ``W/results.json`` with, per
 method, test metrics when ``y_test`` is given (regression ``rmse``, ``ll``;
 classification ``accuracy``, ``nll``, ``ece``, ``brier``) and ``seconds``;
-``W/results.md``. ``--method all`` runs every method in
+``W/results.md``; training curves (the method's per-epoch history, e.g.
+``loss``, ``valid_metric``) and the test metrics as TensorBoard event files
+in ``W/<method>/`` (``tensorboard --logdir W``). ``--method all`` runs every method in
 ``jaxbdl.bayes.registry.METHODS``, including those added later. Methods that
 want a validation part for early stopping get it from the TRAINING data.
 """
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from absl import app, flags
@@ -26,7 +29,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import launch
+from jaxbdl import metric_writers
 from jaxbdl import metrics
+from jaxbdl import progress
 from jaxbdl import results as results_lib
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import posterior
@@ -135,7 +140,7 @@ def run_fit(config, d: dict, task: str, method: str, workdir: str) -> dict:
     valid = {k: v[perm[:n_val]] for k, v in data.items()}
     data = {k: v[perm[n_val:]] for k, v in data.items()}
   t0 = time.time()
-  state, _ = jax.jit(post.fit)(key, data, hp, valid)
+  state, history = jax.jit(post.fit)(key, data, hp, valid)
   pred = jax.jit(post.predict)(state, jnp.asarray(xt),
                                jax.random.fold_in(key, 1), hp)
   pred = jax.tree_util.tree_map(np.asarray, pred)
@@ -166,6 +171,11 @@ def run_fit(config, d: dict, task: str, method: str, workdir: str) -> dict:
                  nll=float(-np.mean(np.log(p_true))),
                  ece=float(metrics.expected_calibration_error(yt, probs)),
                  brier=float(np.mean(np.sum((probs - onehot) ** 2, 1))))
+  with metric_writers.open_run(workdir, method) as w:
+    if isinstance(history, dict):
+      w.write_history({k: v for k, v in history.items()
+                       if np.ndim(v) == 1}, prefix="train/")
+    w.write_scalars(0, {f"test/{k}": v for k, v in res.items()})
   return res
 
 
@@ -176,7 +186,10 @@ def run(config, workdir: str, data_path: str, methods: str,
   d = load_npz(data_path, task)
   results = {"data": os.path.abspath(data_path), "task": task, "methods": {}}
   for name in names:
-    results["methods"][name] = run_fit(config, d, task, name, workdir)
+    with progress.phase(f"fit {name}") as line:
+      results["methods"][name] = run_fit(config, d, task, name, workdir)
+      line.update({k: v for k, v in results["methods"][name].items()
+                   if k != "seconds"})
     rows = [dict(method=m, **r) for m, r in results["methods"].items()]
     results_lib.write_outputs(workdir, results,
                               results_lib.markdown_table(rows, precision=4))
@@ -185,6 +198,7 @@ def run(config, workdir: str, data_path: str, methods: str,
 
 def main(argv):
   del argv
+  launch.quiet_logs(sys.argv)
   f = flags.FLAGS
   workdir = results_lib.ensure_workdir(f.workdir)
   res = run(f.config, workdir, f.data, f.method, f.task)

@@ -57,6 +57,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import launch
+from jaxbdl import metric_writers
 from jaxbdl import data as data_lib
 from jaxbdl import networks
 from jaxbdl import results as results_lib
@@ -199,6 +200,10 @@ def run(config, workdir: str) -> dict:
                          and np.all(np.isfinite(loss)))
     row["seconds"] = time.time() - t1
     rows.append(row)
+    with metric_writers.open_run(workdir, name) as w:
+      w.write_history({"loss": loss}, prefix="train/")  # mean over seeds
+      w.write_scalars(0, {k: v for k, v in row.items()
+                          if isinstance(v, float)})
     logging.info("%s: %s", name, row)
   (lo, hi), (g_lo, g_hi) = config.domain, config.gap
   columns = ["method", "rmse vs f (data)", "noise sd", "sd data", "sd gap",
@@ -228,13 +233,18 @@ def _plot(config, gap, preds, path):
                            squeeze=False, sharey=True)
   xg = np.asarray(gap.x_grid[:, 0])
   for ax, (name, (mean, sd)) in zip(axes[0], preds.items()):
-    ax.axvspan(*config.gap, color="grey", alpha=0.15, label="gap")
-    ax.fill_between(xg, mean - 2 * sd, mean + 2 * sd, alpha=0.3, label="+-2 sd")
+    ax.axvspan(*config.gap, color="grey", alpha=0.15, label="gap (no data)")
+    ax.fill_between(xg, mean - 2 * sd, mean + 2 * sd, alpha=0.3,
+                    label="predictive mean ± 2 sd")
     ax.plot(xg, mean, label="predictive mean")
-    ax.plot(xg, np.asarray(gap.f_grid), "k:", label="sin(2 pi x)")
-    ax.plot(np.asarray(gap.x[:, 0]), np.asarray(gap.y), "k.", ms=3)
-    ax.set(title=name, xlabel="x", ylim=(-3, 3))
-  axes[0, 0].legend(fontsize=7, loc="lower left")
+    ax.plot(xg, np.asarray(gap.f_grid), "k:", label="sin(2 pi x) (truth)")
+    ax.plot(np.asarray(gap.x[:, 0]), np.asarray(gap.y), "k.", ms=3,
+            label="training data")
+    ax.set(title=name, xlabel="x (input, dimensionless)", ylim=(-3, 3))
+  axes[0, 0].set_ylabel("y (target units)")
+  handles, labels = axes[0, 0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.95),
+             fontsize=8)
   fig.tight_layout()
   results_lib.save_figure(fig, path)
 

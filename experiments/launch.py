@@ -17,17 +17,18 @@ exit status 2, and nothing is written.
 """
 from __future__ import annotations
 
+import logging as pylogging
 import os
 import sys
 from typing import Callable, Optional, Sequence
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import validate
 from jaxbdl import results as results_lib
 
-__all__ = ["define_flags", "parse", "default_report", "main"]
+__all__ = ["define_flags", "parse", "default_report", "quiet_logs", "main"]
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 EXIT_BAD_CONFIG = 2
@@ -111,6 +112,32 @@ def default_report(res: dict, workdir: str) -> str:
   return text
 
 
+class _OwnInfoOnly(pylogging.Filter):
+  """Keeps warnings and errors, and INFO from jaxbdl / experiments code."""
+
+  def filter(self, record: pylogging.LogRecord) -> bool:
+    if record.levelno >= pylogging.WARNING:
+      return True
+    path = record.pathname.replace(os.sep, "/")
+    return "/jaxbdl/" in path or "/experiments/" in path
+
+
+def quiet_logs(argv: Sequence[str]) -> None:
+  """Hides other libraries' INFO lines unless ``argv`` sets ``--verbosity``.
+
+  absl's ``app.run`` shows INFO, which floods a run with orbax's
+  per-checkpoint chatter and jax's ``Unable to initialize backend 'tpu'``.
+  Our own INFO lines (one summary per phase of a study) and every warning
+  stay; ``--verbosity=0`` (INFO) or ``1`` (DEBUG) shows everything.
+  """
+  for arg in argv[1:]:
+    if arg.split("=", 1)[0] in ("--verbosity", "-verbosity", "-v", "--v"):
+      return
+  handler = logging.get_absl_handler()
+  if not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
+    handler.addFilter(_OwnInfoOnly())
+
+
 def main(name: str, run: Callable[..., dict],
          report: Callable[[dict, str], str] = default_report) -> None:
   """Defines the flags, validates them, runs ``run(config, workdir)``, prints
@@ -126,6 +153,7 @@ def main(name: str, run: Callable[..., dict],
 
   def _main(argv):
     del argv
+    quiet_logs(sys.argv)
     workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
     res = run(flags.FLAGS.config, workdir)
     print(report(res, workdir))

@@ -48,6 +48,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import time
 from typing import Callable
 
@@ -59,6 +60,7 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 
+from experiments import launch
 from jaxbdl import data as data_lib
 from jaxbdl import gp
 from jaxbdl import kernels
@@ -437,6 +439,7 @@ def _table(results) -> str:
 
 def main(argv):
   del argv
+  launch.quiet_logs(sys.argv)
   workdir = results_lib.ensure_workdir(flags.FLAGS.workdir)
   data_dirs = (flags.FLAGS.data_dir or "").split(",")
   res = run(flags.FLAGS.config, workdir, data_dirs, flags.FLAGS.num_splits)

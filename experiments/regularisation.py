@@ -22,6 +22,7 @@ import numpy as np
 import optax
 
 from experiments import launch
+from jaxbdl import metric_writers
 from jaxbdl import data as data_lib
 from jaxbdl import metrics, networks, objectives, train
 from jaxbdl.bayes import likelihoods
@@ -125,14 +126,19 @@ def run(config, workdir: str) -> dict:
            "seeds reaching target": f"{int(reached.sum())}/{len(steps)}"}
     if variant == "early_stopping":
       stopped = hist["stopped_epoch"]
-      row["best epoch"] = float(np.mean(hist["best_epoch"]))
-      row["stopped epoch"] = float(np.mean(np.where(stopped < 0, np.nan, stopped)))
+      # 1-based epochs, as in the plot (history holds 0-based indices).
+      row["best epoch"] = float(np.mean(hist["best_epoch"])) + 1
+      hit = stopped >= 0
+      row["stopped epoch"] = (
+          f"{np.mean(stopped[hit]) + 1:.1f} ({hit.sum()}/{hit.size} seeds)"
+          if hit.any() else "not stopped")
     rows.append(row)
     logging.info("%s: test acc %.4f +- %.4f (%.1fs)", variant, test_acc.mean(),
                  test_acc.std(), time.time() - t0)
   columns = list(dict.fromkeys(k for r in rows for k in r))
   table = (f"Digits MLP {tuple(config.hidden)}, {config.num_seeds} seeds (mean, "
-           f"sd); {steps_per_epoch} steps per epoch.\n\n"
+           f"sd); {steps_per_epoch} steps per epoch; epochs counted from "
+           f"1.\n\n"
            + results_lib.markdown_table(rows, columns, 4))
   results = {"config": config.to_dict(), "rows": rows,
              "seconds": time.time() - t0,
@@ -140,6 +146,10 @@ def run(config, workdir: str) -> dict:
                                               "valid_accuracy")}
                         for v, h in curves.items()}}
   results_lib.write_outputs(workdir, results, table)
+  for variant, h in curves.items():   # mean over seeds, per epoch
+    with metric_writers.open_run(workdir, variant) as w:
+      w.write_history({k: h[k] for k in ("loss", "valid_metric",
+                                         "valid_accuracy")})
   _plot(curves, config, os.path.join(workdir, "regularisation.png"))
   return results
 
@@ -159,10 +169,13 @@ def _plot(curves, config, path):
       for ax in axes:
         ax.axvline(np.mean(h["best_epoch"]) + 1, color=col, ls=":",
                    label="best epoch (restored)")
-  axes[0].set(title="training loss (per-datum NLL)", yscale="log", xlabel="epoch")
-  axes[1].set(title="validation NLL", yscale="log", xlabel="epoch")
-  axes[2].set(title="validation accuracy", xlabel="epoch", ylim=(0.8, 1.0))
-  axes[2].legend(fontsize=8)
+  axes[0].set(title="training loss", yscale="log", xlabel="epoch",
+              ylabel="per-datum NLL (nats, log scale)")
+  axes[1].set(title="validation NLL", yscale="log", xlabel="epoch",
+              ylabel="per-datum NLL (nats, log scale)")
+  axes[2].set(title="validation accuracy", xlabel="epoch",
+              ylabel="accuracy (fraction)")
+  axes[2].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
   fig.tight_layout()
   results_lib.save_figure(fig, path)
 

@@ -55,6 +55,7 @@ from ml_collections import config_flags
 import numpy as np
 import optax
 
+from experiments import launch
 from jaxbdl import data as data_lib
 from jaxbdl import distributed
 from jaxbdl.bayes import likelihoods
@@ -295,6 +296,7 @@ def _define_flags() -> None:
 
 def main(argv):
   del argv
+  launch.quiet_logs(sys.argv)
   f = flags.FLAGS
   distributed.initialize(f.coordinator_address, f.num_processes, f.process_id)
   workdir = results_lib.ensure_workdir(f.workdir)

@@ -134,6 +134,7 @@ def run(config, workdir: str) -> dict:
 
 def _plot(curves, config, path):
   plt = results_lib.pyplot()
+  from matplotlib import ticker
   acts = list(config.activations)
   fig, axes = plt.subplots(len(acts), 3, figsize=(14, 3.4 * len(acts)),
                            squeeze=False)
@@ -154,10 +155,14 @@ def _plot(curves, config, path):
                   label=f"{label}" if when == "init" else None)
       ax.set_yscale("log")
       ax.set_xlabel("layer (input side = 0)")
+      ax.xaxis.set_major_locator(
+          ticker.MaxNLocator(integer=True))
+      ax.set_ylabel(("norm" if c < 2 else "variance") + " (log scale)")
       ax.set_title(f"{act}: {title}")
-      if c == 0:
+      if c == 2:
         ax.legend(fontsize=7, title="solid: init, dashed: trained",
-                  title_fontsize=7)
+                  title_fontsize=7, loc="upper left",
+                  bbox_to_anchor=(1.02, 1.0))
   fig.tight_layout()
   results_lib.save_figure(fig, path)
 

@@ -376,7 +376,6 @@ def expected_calibration_error(labels: jax.Array, probs: jax.Array,
       probs.dtype)
   bins = jnp.clip(jnp.ceil(conf * num_bins).astype(jnp.int32) - 1, 0,
                   num_bins - 1)
-  count = jax.ops.segment_sum(jnp.ones_like(conf), bins, num_segments=num_bins)
   sum_conf = jax.ops.segment_sum(conf, bins, num_segments=num_bins)
   sum_correct = jax.ops.segment_sum(correct, bins, num_segments=num_bins)
   # |B_b| / N * |acc_b - conf_b| = |sum_correct_b - sum_conf_b| / N.

@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxbdl import progress
+
 PyTree = Any
 Metrics = Mapping[str, jax.Array]
 LossFn = Callable[[PyTree, PyTree, PyTree, jax.Array],
@@ -262,7 +264,8 @@ def make_fitter(loss_fn: LossFn,
                 eval_fn: Optional[EvalFn] = None,
                 patience: Optional[int] = None,
                 min_delta: float = 0.0,
-                step_wrapper: Optional[Callable] = None) -> Fitter:
+                step_wrapper: Optional[Callable] = None,
+                progress_label: str = "fit") -> Fitter:
   """Builds a :class:`Fitter`; see the module docstring for the randomness.
 
   Args:
@@ -278,6 +281,9 @@ def make_fitter(loss_fn: LossFn,
     min_delta: minimum decrease that counts as an improvement.
     step_wrapper: optional combinator applied to the step, e.g.
       :func:`skip_nonfinite`.
+    progress_label: names the loop on the progress line that
+      :mod:`jaxbdl.progress` prints (when enabled at trace time: a terminal,
+      not under pytest) with the epoch, loss, epochs/s and ETA.
   """
   if patience is not None:
     if eval_fn is None:
@@ -350,8 +356,17 @@ def make_fitter(loss_fn: LossFn,
       raise ValueError(f"num_epochs must be a positive int, got {num_epochs!r}")
     if eval_fn is not None and valid_data is None:
       raise ValueError("this fitter has an eval_fn: pass valid_data")
-    body = lambda fs, _: one_epoch(fs, train_data, key, valid_data)
-    return jax.lax.scan(body, fit_state, None, length=int(num_epochs))
+    report = progress.scan_callback(progress_label, int(num_epochs))
+    if report is None:
+      body = lambda fs, _: one_epoch(fs, train_data, key, valid_data)
+      return jax.lax.scan(body, fit_state, None, length=int(num_epochs))
+
+    def body(fs, i):
+      fs, hist = one_epoch(fs, train_data, key, valid_data)
+      report(i, hist["loss"])
+      return fs, hist
+
+    return jax.lax.scan(body, fit_state, jnp.arange(int(num_epochs)))
 
   def result(fs: FitState) -> TrainState:
     if patience is None:
@@ -371,7 +386,8 @@ def make_fit(loss_fn: LossFn,
              eval_fn: Optional[EvalFn] = None,
              patience: Optional[int] = None,
              min_delta: float = 0.0,
-             step_wrapper: Optional[Callable] = None):
+             step_wrapper: Optional[Callable] = None,
+             progress_label: str = "fit"):
   """Builds ``fit(state, train_data, key, valid_data=None) -> (state, history)``.
 
   ``fit`` is pure: ``jax.jit(fit)`` compiles the whole training run into one
@@ -395,7 +411,7 @@ def make_fit(loss_fn: LossFn,
   """
   fitter = make_fitter(loss_fn, optimizer, batch_size=batch_size,
                        eval_fn=eval_fn, patience=patience, min_delta=min_delta,
-                       step_wrapper=step_wrapper)
+                       step_wrapper=step_wrapper, progress_label=progress_label)
   run = functools.partial(fitter.run_epochs, num_epochs=num_epochs)
 
   def fit(state: TrainState, train_data, key, valid_data=None):

@@ -30,7 +30,6 @@ edited by hand or a results file updated without regenerating fails CI.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex

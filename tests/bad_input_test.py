@@ -20,7 +20,6 @@ workdir's existing ``results.json`` must be untouched.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import re
 import subprocess

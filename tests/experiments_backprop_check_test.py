@@ -3,7 +3,6 @@ import json
 import math
 import os
 
-import numpy as np
 
 from experiments import backprop_check
 from experiments.configs import backprop_check as config_lib

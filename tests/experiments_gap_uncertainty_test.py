@@ -1,7 +1,6 @@
 """Smoke tests of experiments.gap_uncertainty on its quick config."""
 import os
 
-import numpy as np
 import pytest
 
 from experiments import gap_uncertainty

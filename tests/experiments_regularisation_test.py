@@ -17,7 +17,8 @@ def test_quick_run_trains_every_variant(tmp_path):
   # Chance is 0.1; a few epochs of Adam on digits reach well above 0.7.
   for r in rows.values():
     assert r["test acc"] > 0.7, r
-  # The best epoch is what early stopping restored; it lies in the run.
-  assert 0 <= rows["early_stopping"]["best epoch"] < config.num_epochs
+  # The best epoch (1-based) is what early stopping restored; it lies in
+  # the run.
+  assert 1 <= rows["early_stopping"]["best epoch"] <= config.num_epochs
   loss = np.asarray(res["curves"]["plain"]["loss"], np.float64)
   assert np.all(loss[:, -1] < loss[:, 0])

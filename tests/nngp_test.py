@@ -15,7 +15,6 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.special import erf as np_erf
 
 from jaxbdl import nngp
 

@@ -54,7 +54,6 @@ def _problem():
 def _child() -> None:
   """Runs with 4 host devices; prints a JSON dict of max abs differences."""
   import jax
-  import jax.numpy as jnp
   import optax
   from jax.sharding import PartitionSpec as P
   from jaxbdl import parallel, train

@@ -1,9 +1,7 @@
 """Tests for scripts/regen_docs.py, and the check that the committed docs
 are what the script writes from the results files."""
 import json
-import os
 
-import pytest
 
 from scripts import regen_docs
 

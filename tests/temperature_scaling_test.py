@@ -2,7 +2,6 @@
 against a known data-generating temperature; the wrapper over a Posterior."""
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 from scipy import optimize

@@ -1,5 +1,4 @@
 """Tests for jaxbdl.train: convergence, determinism, vmap, chunking, early stopping."""
-import functools
 
 import jax
 import jax.numpy as jnp
