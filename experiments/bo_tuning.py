@@ -45,7 +45,9 @@ from jaxbdl import bo
 from jaxbdl import data as data_lib
 from jaxbdl import metrics
 from jaxbdl import results as results_lib
-from jaxbdl import uci_benchmark
+from experiments import uci_protocol
+from jaxbdl.bayes import likelihoods as lik_lib
+from jaxbdl.bayes import registry
 
 STRATEGIES = ("bo", "random", "grid")
 BENCHMARKS = {"branin": (bo.branin, bo.BRANIN_BOUNDS, bo.BRANIN_MINIMUM),
@@ -54,14 +56,14 @@ BENCHMARKS = {"branin": (bo.branin, bo.BRANIN_BOUNDS, bo.BRANIN_MINIMUM),
 
 
 def _validate(config) -> None:
-  if config.method not in uci_benchmark.TUNABLE:
+  if config.method not in registry.TUNABLE:
     raise ValueError(f"config.method: unknown method {config.method!r}")
   unknown = [f for f in list(config.space) + list(config.grid)
-             if f not in uci_benchmark.TUNABLE[config.method]]
+             if f not in registry.TUNABLE[config.method]]
   if unknown:
     raise ValueError(f"config.space/grid: {unknown} not tunable for "
                      f"{config.method!r}; valid: "
-                     f"{list(uci_benchmark.TUNABLE[config.method])}")
+                     f"{list(registry.TUNABLE[config.method])}")
   missing = [f for f in config.grid if f not in config.space]
   if missing:
     raise ValueError(f"config.grid fields {missing} are not in config.space")
@@ -80,7 +82,7 @@ def _validate(config) -> None:
 
 
 def _validation_objective(config, split: data_lib.UCISplit, key):
-  """The ONLY use of :mod:`jaxbdl.uci_benchmark` in this experiment.
+  """The ONLY use of the UCI protocol / method registry in this experiment.
 
   Returns ``(objective, test_metrics)``: ``objective(hp [q, d]) -> [q]`` is
   the validation NLL (standardised units, capped at ``config.nll_cap``) of
@@ -103,14 +105,14 @@ def _validation_objective(config, split: data_lib.UCISplit, key):
 
   def score(train_data, eval_data):
     def one(hp_vec):
-      hp = {f: hp_vec[i] for i, f in enumerate(fields)}
-      method = uci_benchmark.build_method(config.method, ucfg,
-                                          train_data["x"].shape[0], d, hp)
-      params, _ = method.train(train_data, k_train, None)
-      means, variances = method.predict(params, eval_data["x"], k_pred)
-      ll = metrics.gaussian_predictive_log_likelihood(eval_data["y"], means,
-                                                      variances)
-      mean, _ = metrics.mixture_mean_variance(means, variances)
+      hp = registry.default_hparams(config.method, ucfg)
+      hp.update({f: hp_vec[i] for i, f in enumerate(fields)})
+      method, _ = uci_protocol.method_for(config.method, ucfg,
+                                       train_data["x"].shape[0])
+      state, _ = method.fit(k_train, train_data, hp, None)
+      pred = method.predict(state, eval_data["x"], k_pred, hp)
+      ll = lik_lib.mixture_log_prob(pred, eval_data["y"])
+      mean = lik_lib.mixture_summary(pred)["mean"]
       return jnp.mean(ll), metrics.rmse(eval_data["y"], mean)
     return jax.jit(jax.vmap(one))
 

@@ -182,8 +182,9 @@ def run_fit(config, d: dict, task: str, method: str, workdir: str) -> dict:
 def run(config, workdir: str, data_path: str, methods: str,
         task: str = "regression") -> dict:
   """Validates everything, then fits each method; writes ``results.json``."""
-  names = registry.check_names(methods)
   d = load_npz(data_path, task)
+  probe = _model(config, task, d.get("num_classes", 0), None)
+  names = registry.check_names(methods, probe.module)
   results = {"data": os.path.abspath(data_path), "task": task, "methods": {}}
   for name in names:
     with progress.phase(f"fit {name}") as line:

@@ -34,7 +34,7 @@ from jaxbdl.bayes import posterior
 from jaxbdl.bayes import priors
 from jaxbdl.bayes import registry
 
-__all__ = ["NOISE", "uci_model", "num_epochs_for", "evaluate",
+__all__ = ["NOISE", "uci_model", "num_epochs_for", "method_for", "evaluate",
            "select_and_evaluate", "grid_points", "summarise"]
 
 # How a method's observation noise is modelled (``config.<method>.noise``).
@@ -71,7 +71,12 @@ def num_epochs_for(num_train: int, batch_size: int, num_steps: int,
   return int(min(max(math.ceil(num_steps / per_epoch), min_epochs), max_epochs))
 
 
-def _method(name: str, config, num_train: int) -> posterior.Posterior:
+def method_for(name: str, config, num_train: int):
+  """``(Posterior, num_epochs)`` of ``name`` for ``num_train`` fitting rows."""
+  return _method(name, config, num_train)
+
+
+def _method(name: str, config, num_train: int):
   mc = registry.method_config(name, config)
   with mc.unlocked():
     mc.num_epochs = num_epochs_for(num_train, mc.batch_size, mc.num_steps,
@@ -105,7 +110,9 @@ def _score_fn(name: str, config, n: int, key):
     state, hist = method.fit(k_fit, {"x": x_tr, "y": y_tr}, hp, valid)
     pred = method.predict(state, x_te, k_pred, hp)
     summary = likelihoods.mixture_summary(pred)
-    loss = jnp.reshape(hist["loss"], (-1, hist["loss"].shape[-1]))
+    # Samplers have no loss curve: NaN first / final loss.
+    hl = hist.get("loss", jnp.full((1,), jnp.nan))
+    loss = jnp.reshape(hl, (-1, hl.shape[-1]))
     loss = jnp.nanmean(loss, axis=0)
     last = loss.shape[0] - 1 - jnp.argmax(jnp.isfinite(loss)[::-1])
     return {"rmse_std": metrics.rmse(y_te, summary["mean"]),

@@ -265,7 +265,8 @@ def _grid_summary(r: dict) -> dict:
 
 def run(config, workdir: str) -> dict:
   """Runs the benchmark described by ``config``; writes outputs to ``workdir``."""
-  methods = registry.check_names(str(config.method))
+  methods = registry.check_names(
+      str(config.method), uci_protocol.uci_model(config, "map").module)
   if config.num_splits < 0:
     raise ValueError(f"num_splits must be >= 0, got {config.num_splits}")
   datasets = resolve_datasets(config.data_dir, config.dataset)

@@ -77,6 +77,7 @@ NAME_RULES: tuple[tuple[str, Rule], ...] = (
     ("test_fraction", PROBABILITY_OPEN),
     ("grid_valid_fraction", PROBABILITY_OPEN),
     ("*valid_fraction", PROBABILITY_HALF_OPEN),
+    ("*_fraction", PROBABILITY_HALF_OPEN),
     ("*_scale", POSITIVE),
     ("scale", POSITIVE),
     ("*_std", NONNEGATIVE),
@@ -91,6 +92,7 @@ NAME_RULES: tuple[tuple[str, Rule], ...] = (
     ("num_*", POSITIVE_INT),
     ("*_num_*", POSITIVE_INT),
     ("*batch_size", POSITIVE_INT),
+    ("*_init_epochs", NONNEGATIVE_INT),   # 0 = no pre-training
     ("*epochs", POSITIVE_INT),
     ("*_steps", POSITIVE_INT),
     ("num_iterations", POSITIVE_INT),
@@ -123,6 +125,9 @@ EXPERIMENT_RULES: dict[str, dict[str, Rule]] = {
                       "warmup_iterations": NONNEGATIVE_INT,
                       "test_steps": NONNEGATIVE_INT},
     "regularisation": {"target_accuracy": UNIT_INTERVAL},
+    # noise_scale = 0 means a learned observation noise.
+    "fit": {"noise_scale": NONNEGATIVE},
+    "bo_tuning": {"core.noise_scale": NONNEGATIVE},
 }
 
 

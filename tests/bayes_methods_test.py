@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from scipy import special
 
-from jaxbdl.bayes import ensembles
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import mc_dropout
 from jaxbdl.bayes import posterior

@@ -23,9 +23,7 @@ _BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 # marker (they use names defined in prose). Listed by the sha1 of their text
 # and expected to FAIL (strict): once a block is rewritten to run or marked,
 # its entry here makes the test fail, and it is removed.
-KNOWN_STALE = {
-    "README.md": {"c7f8fae0c3", "06a8057dd8"},
-}
+KNOWN_STALE: dict[str, set[str]] = {}
 
 
 def extract_blocks(text: str) -> list[str]:

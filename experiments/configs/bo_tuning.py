@@ -8,7 +8,7 @@ networks, budget 8, Branin 20 evaluations, one seed).
 """
 import ml_collections
 
-from jaxbdl import uci_benchmark
+from experiments.configs import uci_regression
 
 
 def get_config(arg=None):
@@ -31,7 +31,7 @@ def get_config(arg=None):
       "prior_scale": (1.0, 3.0, 10.0, 30.0)})
   c.batch_size = 2                # configurations trained at once (vmapped)
   c.nll_cap = 5.0                 # validation NLL (std. units) cap: diverged runs
-  c.uci = uci_benchmark.default_config()
+  c.uci = uci_regression.get_config()
   c.uci.num_steps = 4000
   c.uci.num_predict_samples = 20
   c.benchmarks = ml_collections.ConfigDict({

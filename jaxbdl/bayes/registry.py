@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxbdl import networks
+
 from jaxbdl.bayes import conv_layers
 from jaxbdl.bayes import ensembles
 from jaxbdl.bayes import gaussian_vi
@@ -26,7 +28,8 @@ from jaxbdl.bayes import swag
 from jaxbdl.bayes import temperature_scaling
 from jaxbdl.bayes.laplace import method as laplace_method
 
-__all__ = ["METHODS", "TUNABLE", "HPARAMS", "default_config",
+__all__ = ["METHODS", "TUNABLE", "HPARAMS", "REQUIRES", "supports",
+           "default_config",
            "method_config", "default_hparams", "check_names", "build"]
 
 METHODS = {
@@ -122,10 +125,25 @@ def default_config() -> ml_collections.ConfigDict:
   return c
 
 
-def check_names(names) -> list[str]:
-  """Validates method names (a list or ``"a,b"``); ``"all"`` = every method.
+# The network a method needs (capability as data); methods not listed take any
+# Flax module.
+REQUIRES = {
+    "mfvi_lrt": networks.MLP, "mfvi_flipout": networks.MLP,
+    "mc_dropout": networks.MLP, "mfvi_conv_lrt": networks.CNN,
+    "mfvi_conv_flipout": networks.CNN,
+}
 
-  Raises ``ValueError`` naming unknown or repeated names.
+
+def supports(name: str, module) -> bool:
+  """Whether method ``name`` can take ``module`` (see :data:`REQUIRES`)."""
+  return name not in REQUIRES or isinstance(module, REQUIRES[name])
+
+
+def check_names(names, module=None) -> list[str]:
+  """Validates method names (a list or ``"a,b"``); ``"all"`` = every method
+  (every method that :func:`supports` ``module`` when one is given).
+
+  Raises ``ValueError`` naming unknown, repeated or unsupported names.
   """
   if isinstance(names, str):
     names = [n.strip() for n in names.split(",")]
@@ -133,7 +151,7 @@ def check_names(names) -> list[str]:
   if "all" in names:
     if names != ["all"]:
       raise ValueError(f"'all' cannot be combined with other methods: {names}")
-    return list(METHODS)
+    return [n for n in METHODS if module is None or supports(n, module)]
   unknown = [n for n in names if n not in METHODS]
   if unknown or not names:
     raise ValueError(f"unknown method(s) {unknown or names}; valid: "
@@ -141,6 +159,10 @@ def check_names(names) -> list[str]:
   dup = sorted({n for n in names if names.count(n) > 1})
   if dup:
     raise ValueError(f"method(s) {dup} listed more than once")
+  bad = [n for n in names if module is not None and not supports(n, module)]
+  if bad:
+    raise ValueError(f"method(s) {bad} need a {REQUIRES[bad[0]].__name__} "
+                     f"module, got {type(module).__name__}")
   return names
 
 
