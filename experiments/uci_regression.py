@@ -17,10 +17,16 @@ Outputs in ``--workdir``: ``results.json`` (per data set and method:
 ``per_split`` list, ``seconds``), ``results.md`` (jaxbdl beside the published
 VI, PBP and MC-dropout columns of ``experiments/reference_results.py``, with
 the target checks) and ``uci.png``. Both files are rewritten after every
-(data set, method), so a long run leaves usable partial results.
+(data set, method) and MERGED with the complete entries of an earlier run
+in the same workdir (each entry records its config fingerprint); the file's
+``complete`` is true only when every planned (data set, method) finished.
+With ``--dataset all`` a broken folder is reported in ``errors``, the others
+run, and the command exits non-zero at the end.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import sys
 import time
@@ -270,7 +276,10 @@ def run(config, workdir: str) -> dict:
   if config.num_splits < 0:
     raise ValueError(f"num_splits must be >= 0, got {config.num_splits}")
   datasets = resolve_datasets(config.data_dir, config.dataset)
-  results = {"datasets": {}, "checks": {}, "seconds_per_dataset": {},
+  fingerprint = hashlib.sha256(json.dumps(
+      config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+  results = {"datasets": _previous_entries(workdir), "checks": {},
+             "seconds_per_dataset": {}, "complete": False, "errors": {},
              "config": config.to_dict(), "reference_sources": ref.SOURCES,
              "devices": [str(d) for d in jax.devices()],
              "note": "MC dropout / map / ensemble use learned homoscedastic "
@@ -278,11 +287,20 @@ def run(config, workdir: str) -> dict:
                      f"{config.hidden} ReLU units for every data set."}
   key = jax.random.key(config.seed)
   for name, folder in datasets:
-    ds = data_lib.load_uci(folder)
+    try:
+      ds = data_lib.load_uci(folder)
+    except (OSError, ValueError) as e:
+      if len(datasets) == 1:
+        raise
+      # --dataset all: report the broken folder, go on with the others.
+      logging.error("%s: skipped: %s", name, e)
+      results["errors"][name] = str(e)
+      results_lib.write_outputs(workdir, results, make_table(results))
+      continue
     n = ds.n_splits if config.num_splits == 0 else min(config.num_splits,
                                                        ds.n_splits)
     splits = data_lib.uci_stacked_splits(ds, list(range(n)))
-    results["datasets"][name] = {}
+    results["datasets"].setdefault(name, {})
     t_ds = time.time()
     for method in methods:
       logging.info("%s / %s: %d splits, %d train points", name, method, n,
@@ -296,6 +314,8 @@ def run(config, workdir: str) -> dict:
         s.update(_grid_summary(r))
       s["first_loss"] = float(np.mean(r["first_loss"]))
       s["final_loss"] = float(np.mean(r["final_loss"]))
+      s["config_fingerprint"] = fingerprint
+      s["complete"] = True
       results["datasets"][name][method] = s
       with metric_writers.open_run(workdir, f"{name}/{method}") as w:
         for i in range(n):        # TensorBoard step = split index
@@ -314,8 +334,34 @@ def run(config, workdir: str) -> dict:
         results["checks"][name] = chk
       results["seconds_per_dataset"][name] = time.time() - t_ds
       results_lib.write_outputs(workdir, results, make_table(results))
+  results["complete"] = not results["errors"]
+  results_lib.write_outputs(workdir, results, make_table(results))
   _plot(results, os.path.join(workdir, "uci.png"))
+  if results["errors"]:
+    raise ValueError(f"{len(results['errors'])} data set folder(s) could not "
+                     f"be read (the others ran; see {workdir}/results.json): "
+                     + "; ".join(f"{k}: {v}" for k, v in
+                                 results["errors"].items()))
   return results
+
+
+def _previous_entries(workdir: str) -> dict:
+  """Completed (data set, method) entries of an earlier run in ``workdir``:
+  a new run replaces those it re-runs and keeps the rest, so a killed or
+  failed re-run never leaves fewer complete results than before. Each entry
+  carries the ``config_fingerprint`` of the run that made it."""
+  path = os.path.join(workdir, "results.json")
+  if not os.path.isfile(path):
+    return {}
+  try:
+    with open(path) as f:
+      old = json.load(f)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path}: existing results file is not readable JSON "
+                     f"({e}); move it away or use a new --workdir") from None
+  return {name: {m: r for m, r in by.items()
+                 if isinstance(r, dict) and r.get("complete")}
+          for name, by in old.get("datasets", {}).items()}
 
 
 def main(argv):

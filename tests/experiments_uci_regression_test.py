@@ -103,3 +103,24 @@ def test_grid_over_an_unknown_field_is_rejected(tmp_path):
   cfg.grid.map = {"dropout_rate": (0.1,)}
   with pytest.raises(ValueError, match="'dropout_rate' is not a tunable.*map"):
     uci_regression.run(cfg, str(tmp_path))
+
+
+def test_rerun_merges_and_broken_folder_is_reported(tmp_path):
+  """A re-run keeps earlier complete entries; with --dataset all a broken
+  folder is reported, the good one still runs, and the command fails."""
+  root = tmp_path / "data"
+  write_uci_folder(root, "good", rows=40, n_splits=2)
+  cfg = config_lib.get_config("quick")
+  cfg.data_dir, cfg.method, cfg.num_splits = str(root), "map", 1
+  cfg.num_steps, cfg.max_epochs = 20, 5
+  out = tmp_path / "out"
+  out.mkdir()
+  uci_regression.run(cfg, str(out))
+  first = json.loads((out / "results.json").read_text())
+  assert first["complete"] and first["datasets"]["good"]["map"]["complete"]
+  write_uci_folder(root, "broken", index_files=False)
+  with pytest.raises(ValueError, match="1 data set folder.*broken"):
+    uci_regression.run(cfg, str(out))
+  second = json.loads((out / "results.json").read_text())
+  assert second["complete"] is False and "broken" in second["errors"]
+  assert "map" in second["datasets"]["good"]  # re-run, still complete
