@@ -32,6 +32,7 @@ and minima over all repeats of all rounds; load average before and after.
 Usage (repository root):
   bash bench/setup_laplace_torch.sh
   .venv/bin/python bench/laplace_vs_torch.py [--rounds 2 --repeats 3]
+  (each worker's JSON is also kept as laplace_vs_torch_worker_<lib>_<r>.json)
 Outputs: bench/results/laplace_vs_torch.{json,md} and the table on stdout.
 """
 from __future__ import annotations
@@ -251,8 +252,8 @@ def main():
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--tolerance", type=float, default=1e-3,
                  help="relative agreement asked of every compared number")
-  p.add_argument("--jaxbdl_python",
-                 default=os.path.join(REPO, ".venv", "bin", "python"))
+  p.add_argument("--jaxbdl_python", default=sys.executable,
+                 help="interpreter with jaxbdl's environment (default: this)")
   p.add_argument("--torch_python",
                  default=os.path.join(REPO, ".venv-laplace", "bin", "python"))
   p.add_argument("--out_dir", default=os.path.join(REPO, "bench", "results"))
@@ -269,6 +270,10 @@ def main():
   for r in range(args.rounds):
     for which in ("torch", "jaxbdl"):
       rounds[which].append(_run_worker(which, args))
+      os.makedirs(args.out_dir, exist_ok=True)
+      with open(os.path.join(args.out_dir, f"laplace_vs_torch_worker_{which}"
+                             f"_{r}.json"), "w") as f:   # survives a crash
+        json.dump(rounds[which][-1], f)
       print(f"round {r} {which} done, load {os.getloadavg()[0]:.2f}",
             file=sys.stderr)
   load_after = os.getloadavg()
