@@ -93,8 +93,9 @@ def test_full_and_diag_equal_dense_reference():
         for curv in ("ggn", "ef") if lik == "classification" else ("ggn",):
           out[lik, curv] = _reference(apply_fn, params, x, y, lik, curv)
           # chunk 4 does not divide N = 9: the padded chunk must not count.
-          out[lik, curv, "full"] = full.fit(apply_fn, sub, flat, flat, x, y,
-                                            lik, curv, 4)
+          out[lik, curv, "full"], out[lik, curv, "eig"] = full.fit(
+              apply_fn, sub, flat, flat, x, y, lik, curv, 4)
+          out[lik, curv, "eig_ref"] = jnp.linalg.eigvalsh(out[lik, curv])
           out[lik, curv, "diag"] = diag.fit(apply_fn, sub, flat, flat, x, y,
                                             lik, curv, 4)
       return out
@@ -105,6 +106,9 @@ def test_full_and_diag_equal_dense_reference():
         tol = RTOL * float(jnp.abs(ref).max())
         np.testing.assert_allclose(out[lik, curv, "full"], ref, atol=tol,
                                    err_msg=f"{lik} {curv} full")
+        np.testing.assert_allclose(out[lik, curv, "eig"],
+                                   out[lik, curv, "eig_ref"], atol=tol,
+                                   err_msg=f"{lik} {curv} eigenvalues")
         np.testing.assert_allclose(out[lik, curv, "diag"], jnp.diag(ref),
                                    atol=tol, err_msg=f"{lik} {curv} diag")
 
@@ -124,7 +128,7 @@ def test_subsets_are_blocks_of_the_dense_reference():
       fl, _ = ravel_pytree(params)
       ref = _reference(apply_fn, params, x, y, "classification", "ggn")
       return ref, [st.fit(apply_fn, sub, fl, fl[sub.idx], x, y,
-                          "classification", "ggn", 4) for sub in subs]
+                          "classification", "ggn", 4)[0] for sub in subs]
     ref, hs = run(params, x, y)
     for sub, h in zip(subs, hs):
       np.testing.assert_allclose(h, ref[np.ix_(sub.idx, sub.idx)],

@@ -103,12 +103,17 @@ def log_marginal_likelihood(spec, state, prior_precision=None,
     prior_precision: ``[]``, ``[1]``, ``[L]`` or ``[P]``; default the state's.
     sigma_noise: observation noise scale (regression); default the state's.
   """
-  delta = expand_prior(spec, state.prior_precision if prior_precision is None
-                       else prior_precision)
+  raw = jnp.asarray(state.prior_precision if prior_precision is None
+                    else prior_precision)
+  delta = expand_prior(spec, raw)
   sigma = state.sigma_noise if sigma_noise is None else sigma_noise
   s = curvature_factor(spec, sigma, state.temperature)
-  logdet_post = spec.structure.logdet(state.curv, s,
-                                      delta + s * state.damping)
+  if raw.size == 1 and spec.structure.logdet_iso is not None:
+    logdet_post = spec.structure.logdet_iso(
+        state.curv, s, raw.reshape(()) + s * state.damping)
+  else:
+    logdet_post = spec.structure.logdet(state.curv, s,
+                                        delta + s * state.damping)
   logdet_prior = jnp.sum(jnp.log(delta))
   scatter = jnp.sum(delta * state.theta ** 2)
   return (log_likelihood(spec, state, sigma)
