@@ -178,6 +178,9 @@ def run(config, workdir: str) -> dict:
         row["rhat_max"] = float(np.max(hist["rhat"]))
       row.update(compare(pred, ref, y))
       rows.append(row)
+      # Partial results on disk after every method (long runs).
+      results_lib.atomic_write_json(
+          os.path.join(workdir, "partial_rows.json"), {"rows": rows})
       if task == "gap":
         s = likelihoods.mixture_summary(pred)
         gap_preds[name] = (np.asarray(s["mean"]),
