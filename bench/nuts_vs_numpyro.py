@@ -44,12 +44,14 @@ H, NOISE, PRIOR = 50, 0.1, 1.0
 X_STAR = np.linspace(-1.5, 1.5, 10, dtype=np.float32)[:, None]
 
 
-def _data_file(out_dir):
+def _data_file():
+  """The gap data as an npz in a temporary directory (read by both workers)."""
+  import tempfile
   sys.path.insert(0, REPO)
   import jax
   from jaxbdl import data as data_lib
   d = data_lib.gap_regression(jax.random.key(0), 100, NOISE)
-  path = os.path.join(out_dir, "nuts_vs_numpyro_data.npz")
+  path = os.path.join(tempfile.mkdtemp(), "nuts_vs_numpyro_data.npz")
   np.savez(path, x=np.asarray(d.x), y=np.asarray(d.y))
   return path
 
@@ -187,7 +189,7 @@ def main():
     print(json.dumps(fn(args)))
     return
   os.makedirs(args.out_dir, exist_ok=True)
-  args.data = _data_file(args.out_dir)
+  args.data = _data_file()
   load_before = os.getloadavg()
   rounds = {"jaxbdl": [], "numpyro": []}
   for r in range(args.rounds):

@@ -16,6 +16,7 @@ def test_quick_run_writes_results_and_reference_beats_map(tmp_path):
   rows = {(r["task"], r["method"]): r for r in res["rows"]}
   assert set(rows) == {("gap", "reference"), ("gap", "map"), ("gap", "swag")}
   assert rows[("gap", "reference")]["w2"] == 0.0
+  assert rows[("gap", "reference")]["rhat_max"] >= 0.99  # split R-hat, preds
   assert all(np.isfinite(r["w2"]) and r["w2"] >= 0 for r in rows.values())
   # A point estimate is overconfident in the gap and beyond the data: its
   # test NLL on the grid is far worse than the NUTS predictive's (quick run:
