@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from jaxbdl import data
-from tests.helpers import FIXTURES, tol
+from tests.helpers import FIXTURES, assert_mc_close, tol
 
 # A 10 x 4 table. Column 1 is the TARGET (not last); column 2 is constant.
 _TABLE = np.array(
@@ -350,6 +350,10 @@ def test_gap_regression():
   # SE(std) ~= 0.1 / sqrt(2 n).
   resid = np.asarray(d.y) - np.sin(2 * np.pi * x)
   assert abs(resid.std() - 0.1) < 5 * 0.1 / np.sqrt(2 * 200)
+  # Mean 0 and variance 0.01, each within k = 4 SE computed from the draws
+  # (false-alarm rate ~6e-5 per check).
+  assert_mc_close(resid, 0.0, k=4)
+  assert_mc_close(resid ** 2, 0.1 ** 2, k=4)
   assert d.x_grid.shape == (200, 1)
   assert float(d.x_grid.min()) < -1.0 and float(d.x_grid.max()) > 1.0
   # float32 sin of arguments up to 3 pi: a few ulps of the argument.
@@ -369,6 +373,9 @@ def test_sinusoid_tasks():
   np.testing.assert_allclose(
       y, amp[:, None, None] * np.sin(x - phase[:, None, None]),
       **tol(np.float32, 5 * 64))
+  # x ~ U(-5, 5): mean 0, E[x^2] = 25/3, within k = 4 SE of the 80 draws.
+  assert_mc_close(x.reshape(-1), 0.0, k=4)
+  assert_mc_close(x.reshape(-1) ** 2, 25.0 / 3.0, k=4)
 
 
 def test_noisy_sinusoid_sequences():
