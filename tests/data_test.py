@@ -189,24 +189,24 @@ def test_uci_split_out_of_range(tmp_path, split):
     data.uci_split(ds, split)
 
 
-_YACHT_HEAD = os.path.join(FIXTURES, "uci", "yacht_head")
+_FORMAT_HEAD = os.path.join(FIXTURES, "uci", "format_head")
 
 
-def test_real_format_fixture_yacht_head():
-  """The first 20 rows of the real yacht files (tests/fixtures/uci)."""
-  assert data.list_uci_datasets(os.path.dirname(_YACHT_HEAD)) == ["yacht_head"]
-  ds = data.load_uci(_YACHT_HEAD)
+def test_real_format_fixture():
+  """A synthetic 20-row data set in the real file layout (tests/fixtures/uci)."""
+  assert data.list_uci_datasets(os.path.dirname(_FORMAT_HEAD)) == ["format_head"]
+  ds = data.load_uci(_FORMAT_HEAD)
   assert ds.data.shape == (20, 7) and ds.n_splits == 2
   np.testing.assert_array_equal(ds.feature_idx, np.arange(6))
   assert ds.target_idx == 6
-  np.testing.assert_array_equal(ds.data[0], [-2.3, 0.568, 4.78, 3.99, 3.17,
-                                             0.125, 0.11])
+  np.testing.assert_array_equal(
+      ds.data, np.loadtxt(os.path.join(_FORMAT_HEAD, "data.txt")))
   s = data.uci_split(ds, 1)
   tr = ds.train_idx[1]
   y = ds.data[tr, 6]
   np.testing.assert_allclose(s.y_mean, y.mean(), **tol(np.float32))
   np.testing.assert_allclose(s.y_std, y.std(), **tol(np.float32))
-  # Column 0 of the first 20 rows is constant (-2.3): std set to 1.
+  # Column 0 is constant (-2.3): std set to 1.
   assert s.x_std[0] == 1.0
 
 
