@@ -14,7 +14,8 @@ import pytest
 from experiments import nngp_regression
 from experiments.configs import nngp_regression as config_lib
 
-UCI_YACHT = "/work/shared/data/uci/yacht"
+UCI_YACHT = os.path.join(os.environ.get("JAXBDL_UCI_ROOT", "../shared/data/uci"),
+                         "yacht")  # an experiment-marked test; set the root
 
 
 def _write_uci_folder(path, rows, train, features=1, splits=1, seed=0):
