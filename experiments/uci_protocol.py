@@ -73,10 +73,6 @@ def num_epochs_for(num_train: int, batch_size: int, num_steps: int,
 
 def method_for(name: str, config, num_train: int):
   """``(Posterior, num_epochs)`` of ``name`` for ``num_train`` fitting rows."""
-  return _method(name, config, num_train)
-
-
-def _method(name: str, config, num_train: int):
   mc = registry.method_config(name, config)
   with mc.unlocked():
     mc.num_epochs = num_epochs_for(num_train, mc.batch_size, mc.num_steps,
@@ -96,9 +92,9 @@ def _score_fn(name: str, config, n: int, key):
   Trains ``name`` on ``(x_tr, y_tr)`` (minus the method's own early-stopping
   part) with key ``fold_in(key, split_id)``; scores in standardised units.
   """
-  probe, _ = _method(name, config, n)
+  probe, _ = method_for(name, config, n)
   n_val = _num_valid(n, probe.valid_fraction)
-  method, epochs = _method(name, config, n - n_val)
+  method, epochs = method_for(name, config, n - n_val)
 
   def one(x_tr, y_tr, x_te, y_te, sid, hp):
     k_perm, k_fit, k_pred = jax.random.split(jax.random.fold_in(key, sid), 3)

@@ -150,7 +150,7 @@ def test_fixed_noise_is_the_predictive_variance_of_map(tmp_path):
   cfg = tiny_config()
   cfg.map.valid_fraction = 0.0
   cfg.map.noise = "fixed"
-  method, _ = ub._method("map", cfg, splits.x_train.shape[1])
+  method, _ = ub.method_for("map", cfg, splits.x_train.shape[1])
   data = {"x": splits.x_train[0], "y": splits.y_train[0]}
   for scale in (0.3, jax.numpy.float32(0.3)):
     hp = registry.default_hparams("map", cfg, {"noise_scale": scale})

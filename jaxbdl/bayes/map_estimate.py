@@ -106,9 +106,8 @@ def point_method(name: str, model: post_lib.Model, config, *,
     loss_fn = neg_log_joint_loss(train_apply(hp), lik, prior, n,
                                  hp.get("temperature", 1.0))
     eval_fn = post_lib.validation_nll(
-        lambda p, xv: lik.predictive(p["likelihood"], outputs(
-            p, xv, jax.random.key(0), hp, 1) if stochastic else
-            post_lib.point_apply(module_for(hp))(p["net"], xv)[None]))
+        lambda p, xv: lik.predictive(p["likelihood"],
+                                     outputs(p, xv, jax.random.key(0), hp, 1)))
     return post_lib.gradient_fit(loss_fn, params, config, hp, data, k_fit,
                                  valid, eval_fn)
 
