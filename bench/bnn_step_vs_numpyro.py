@@ -125,7 +125,8 @@ def worker_jaxbdl(args):
   import jax.numpy as jnp
   import optax
   sys.path.insert(0, REPO)
-  from jaxbdl import networks, train
+  from jaxbdl.nn import networks
+  from jaxbdl.training import train
   from jaxbdl.bayes import elbo as elbo_lib
   from jaxbdl.bayes import likelihoods, priors
 
@@ -328,7 +329,7 @@ def main():
   headline = {mode: ref[f"{mode}_ms_median"] / ours[f"{mode}_ms_median"]
               for mode in ("dispatched", "scanned")}
   sys.path.insert(0, REPO)
-  from jaxbdl import results as results_lib
+  from jaxbdl.evaluation import results as results_lib
   j, n = rounds["jaxbdl"][0], rounds["numpyro"][0]
   table = (
       f"1 x {H} BNN ELBO step, B={B}, one weight sample, N={N}, D={D}, "

@@ -98,7 +98,8 @@ def jaxbdl_step(args):
   import jax.numpy as jnp
   import optax
   sys.path.insert(0, REPO)
-  from jaxbdl import networks, train
+  from jaxbdl.nn import networks
+  from jaxbdl.training import train
   from jaxbdl.bayes import elbo, likelihoods, priors
   x, y, idx = _step_data()
   model = networks.MLP((STEP_H, STEP_H, 1))
@@ -376,7 +377,7 @@ def main():
         r["first_call_s"] for r in res["predict"]["predict"].values())
   table = "\n".join(lines) + "\n"
   sys.path.insert(0, REPO)
-  from jaxbdl import results as results_lib
+  from jaxbdl.evaluation import results as results_lib
   os.makedirs(args.out_dir, exist_ok=True)
   results_lib.atomic_write_json(
       os.path.join(args.out_dir, "core_vs_numpyro.json"),

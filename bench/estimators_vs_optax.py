@@ -73,7 +73,7 @@ def _cost_fn(x, y):
 
 def _jaxbdl_fns(f, name):
   """(grad(params, key, S) -> (g_loc, g_log_scale), per_sample(...))."""
-  from jaxbdl import distributions, estimators
+  from jaxbdl.gradients import distributions, estimators
   est = getattr(estimators, name)
   grad_fn = est(f, distributions.Normal)
   samples_fn = est.samples(f, distributions.Normal)
@@ -241,7 +241,7 @@ def _load_average():
 
 def drive(args):
   sys.path.insert(0, REPO)
-  from jaxbdl import results as results_lib
+  from jaxbdl.evaluation import results as results_lib
   with tempfile.TemporaryDirectory() as tmp:
     data_path = os.path.join(tmp, "data.npz")
     shape = _prepare_data(data_path, args.seed)
@@ -355,7 +355,7 @@ def mvd_chunking(sample_count, chunks, repeats=4):
   import jax.numpy as jnp
   sys.path.insert(0, REPO)
   from experiments import bayes_logreg
-  from jaxbdl import distributions, estimators
+  from jaxbdl.gradients import distributions, estimators
   d = bayes_logreg.load_data(split_seed=0, test_fraction=0.2)
   f = _cost_fn(jnp.asarray(d["x_train"]),
                jnp.asarray(d["y_train"], jnp.float32))

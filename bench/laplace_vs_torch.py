@@ -147,7 +147,7 @@ def worker_jaxbdl(args):
   sys.path.insert(0, REPO)
   import jax
   import jax.numpy as jnp
-  from jaxbdl import networks
+  from jaxbdl.nn import networks
   from jaxbdl.bayes import laplace
   d = np.load(_map_file(args))
   net = networks.MLP((50, 1), activation="tanh")
@@ -321,7 +321,7 @@ def main():
         "float64 log ML": r64["log_marglik_fitted"],
         "max rel diff": max(agree.values())})
   sys.path.insert(0, REPO)
-  from jaxbdl import results as results_lib
+  from jaxbdl.evaluation import results as results_lib
   head = (
       f"laplace-torch regression example (N=150, 1x50 tanh, same MAP "
       f"weights), fit + {N_STEPS} evidence steps + GLM predictive on 500 "

@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import uci_regression  # noqa: E402
-from jaxbdl import results as results_lib  # noqa: E402
+from jaxbdl.evaluation import results as results_lib  # noqa: E402
 
 
 def merge(dirs: list[str]) -> dict:

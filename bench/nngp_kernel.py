@@ -1,7 +1,7 @@
 """Benchmark: NNGP kernel matrix, 2,000 x 2,000 inputs, depth 3, ReLU.
 
 Compares, in ONE process and on the same inputs:
-  * ``jaxbdl.nngp.nngp_kernel`` under ``jax.jit`` (float32, and float64 via
+  * ``jaxbdl.gaussian_processes.nngp.nngp_kernel`` under ``jax.jit`` (float32, and float64 via
     ``jax.enable_x64``),
   * the ``neural-tangents`` library (``stax.serial(Dense, Relu) x 3 + Dense``,
     ``kernel_fn(x, None, "nngp")``) if it imports in this interpreter,
@@ -40,8 +40,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__),
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from jaxbdl import nngp  # noqa: E402
-from jaxbdl import results as results_lib  # noqa: E402
+from jaxbdl.gaussian_processes import nngp  # noqa: E402
+from jaxbdl.evaluation import results as results_lib  # noqa: E402
 
 DEPTH, SIGMA_W2, SIGMA_B2 = 3, 2.0, 0.1
 _SETUP_LOG = os.path.join(os.path.dirname(__file__), "results",
@@ -126,7 +126,7 @@ def main() -> None:
   med, mn, out = _time(lambda: kernel(
       xj, xj, depth=DEPTH, sigma_w2=SIGMA_W2, sigma_b2=SIGMA_B2,
       activation="relu").block_until_ready(), args.repeats)
-  rows.append(("jaxbdl.nngp jit float32", med, mn, out))
+  rows.append(("jaxbdl.gaussian_processes.nngp jit float32", med, mn, out))
   with jax.enable_x64(True):
     kernel64 = jax.jit(nngp.nngp_kernel,
                        static_argnames=("depth", "activation"))
@@ -134,7 +134,7 @@ def main() -> None:
     med, mn, out = _time(lambda: kernel64(
         xj64, xj64, depth=DEPTH, sigma_w2=SIGMA_W2, sigma_b2=SIGMA_B2,
         activation="relu").block_until_ready(), args.repeats)
-    rows.append(("jaxbdl.nngp jit float64", med, mn, out))
+    rows.append(("jaxbdl.gaussian_processes.nngp jit float64", med, mn, out))
 
   nt_fn, nt_status = _neural_tangents_kernel_fn()
   if nt_fn is not None:

@@ -1,7 +1,7 @@
-"""Benchmark: analytic NTK matrix, jaxbdl.nngp vs neural-tangents, side by side.
+"""Benchmark: analytic NTK matrix, jaxbdl.gaussian_processes.nngp vs neural-tangents, side by side.
 
 One command runs both on the same inputs, in float64 and float32:
-  * ``jaxbdl.nngp.ntk_kernel`` under ``jax.jit`` in this interpreter (main
+  * ``jaxbdl.gaussian_processes.nngp.ntk_kernel`` under ``jax.jit`` in this interpreter (main
     ``.venv``, jax 0.10),
   * ``neural_tangents.stax`` (``serial(Dense, act) x depth + Dense``,
     ``kernel_fn(x, None, "ntk")`` under ``jax.jit``) in a worker subprocess of
@@ -136,8 +136,8 @@ def main() -> None:
   sys.path.insert(0, ROOT)
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
-  from jaxbdl import nngp  # pylint: disable=import-outside-toplevel
-  from jaxbdl import results as results_lib  # pylint: disable=import-outside-toplevel
+  from jaxbdl.gaussian_processes import nngp  # pylint: disable=import-outside-toplevel
+  from jaxbdl.evaluation import results as results_lib  # pylint: disable=import-outside-toplevel
 
   rng = np.random.default_rng(0)
   x = rng.normal(size=(args.n, args.dim))
@@ -238,7 +238,7 @@ def main() -> None:
                  "ntk_diag_max_abs_diff", "jaxbdl_vs_longdouble",
                  "neural_tangents_vs_longdouble", "ntk_max_abs",
                  "nngp_max_abs_diff"], precision=3)
-  md = (f"# NTK kernel matrix: jaxbdl.nngp vs neural-tangents "
+  md = (f"# NTK kernel matrix: jaxbdl.gaussian_processes.nngp vs neural-tangents "
         f"{env['neural_tangents']}\n\n"
         f"{args.n} x {args.n}, D={args.dim}, depth {DEPTH}, ReLU, "
         f"sigma_w2={SIGMA_W2}, sigma_b2={SIGMA_B2}; speedup = "

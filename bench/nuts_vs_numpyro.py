@@ -206,7 +206,7 @@ def main():
                   "divergent", "mean_leapfrog")}
              for w, rs in rounds.items()}
   ratio = summary["jaxbdl"]["ess_per_s"] / summary["numpyro"]["ess_per_s"]
-  from jaxbdl import results as results_lib
+  from jaxbdl.evaluation import results as results_lib
   commit = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"],
                           capture_output=True, text=True).stdout.strip()
   import blackjax

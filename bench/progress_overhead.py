@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxbdl import progress, train
+from jaxbdl.training import progress, train
 
 
 def main(num_epochs=2000, steps_per_epoch=4, reps=3):

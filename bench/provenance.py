@@ -3,13 +3,13 @@
 Bench scripts write their JSON with :func:`write_json` (or add
 ``stamp(doc)``), so every number in ``bench/results/*.json`` says where it came
 from; ``python -m scripts.regen_docs`` prints it under the generated tables.
-See :func:`jaxbdl.results.provenance` for the fields.
+See :func:`jaxbdl.evaluation.results.provenance` for the fields.
 """
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import results as results_lib
 
 __all__ = ["stamp", "write_json"]
 

@@ -68,7 +68,7 @@ def _time(fn, args, repeats):
 def worker_jaxbdl(args):
   import jax
   import jax.numpy as jnp
-  from jaxbdl import distributions, estimators
+  from jaxbdl.gradients import distributions, estimators
   alpha_g, rate_g, alpha_d, w = map(jnp.asarray, _problems())
   s = args.samples
 
@@ -212,7 +212,7 @@ def main():
       "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds")}
   sys.path.insert(0, REPO)
-  from jaxbdl import results as results_lib
+  from jaxbdl.evaluation import results as results_lib
   table = (
       f"Reparameterised (implicit) gradients, S = {args.samples} samples per "
       f"call: Gamma [D = {D}], Dirichlet [B = {B}, K = {K}]; median (and min)"

@@ -4,7 +4,7 @@ Default mode (runs anywhere): for 1, 2 and 4 devices -- forced host (CPU)
 devices, ``XLA_FLAGS=--xla_force_host_platform_device_count=M``, each in its
 own subprocess so JAX starts with that many devices -- it times
 
-* ``data``: one data-parallel train step (:mod:`jaxbdl.parallel`, batch
+* ``data``: one data-parallel train step (:mod:`jaxbdl.training.parallel`, batch
   sharded, parameters replicated) of an MLP on a batch of 1024, and
 * ``runs``: one epoch of ``R = 8`` vmapped UCI-sized fits (MLP 1x50, 9000x8
   data, batch 32) with the run axis sharded,
@@ -66,7 +66,7 @@ def _peak_bytes(device):
 def _mlp_problem(features, n, d, seed=0):
   import jax.numpy as jnp
   import numpy as np
-  from jaxbdl import networks
+  from jaxbdl.nn import networks
   net = networks.MLP(features=tuple(features))
   rng = np.random.default_rng(seed)
   x = rng.normal(size=(n, d)).astype(np.float32)
@@ -86,7 +86,7 @@ def child(num_devices: int) -> dict:
   """Runs inside a subprocess with ``num_devices`` forced host devices."""
   import jax
   import optax
-  from jaxbdl import parallel, train
+  from jaxbdl.training import parallel, train
   assert jax.device_count() == num_devices, jax.devices()
   out = {"devices": num_devices, "platform": jax.devices()[0].platform}
   opt = optax.adam(1e-3)
@@ -149,7 +149,8 @@ def gpu_mode() -> list[dict]:
   import jax.numpy as jnp
   import optax
   from experiments import estimator_variance as ev
-  from jaxbdl import networks, parallel, train
+  from jaxbdl.nn import networks
+  from jaxbdl.training import parallel, train
   from jaxbdl.bayes import elbo, likelihoods, priors
   backends = [("cpu", jax.devices("cpu")[0])]
   try:
@@ -207,7 +208,7 @@ def gpu_mode() -> list[dict]:
 
 
 def _write(name: str, results: dict, table: str) -> None:
-  from jaxbdl import results as results_lib
+  from jaxbdl.evaluation import results as results_lib
   out = os.path.join(ROOT, "bench", "results")
   os.makedirs(out, exist_ok=True)
   results_lib.atomic_write_json(os.path.join(out, name + ".json"), results)
@@ -226,7 +227,7 @@ def main() -> None:
     print("RESULT " + json.dumps(child(args.child)), flush=True)
     return
   import platform
-  from jaxbdl import results as results_lib
+  from jaxbdl.evaluation import results as results_lib
   meta = {"machine": platform.platform(), "cpu_count": os.cpu_count(),
           "python": platform.python_version()}
   t0 = time.time()

@@ -4,7 +4,7 @@
 # on jax 0.10: it needs jax.core.Jaxpr). Installed without dependencies: its
 # tensorflow / tf2jax requirements only serve neural_tangents.experimental
 # (TF empirical kernels), which bench/ntk_kernel.py stubs out before import.
-# Used by bench/ntk_kernel.py (the NTK/NNGP side by side with jaxbdl.nngp, run
+# Used by bench/ntk_kernel.py (the NTK/NNGP side by side with jaxbdl.gaussian_processes.nngp, run
 # from the main .venv; neural-tangents runs in a worker subprocess here).
 # Usage: bash bench/setup_neural_tangents.sh   (from the repository root; idempotent)
 # Exit status 0 only if the stax kernels import; log in

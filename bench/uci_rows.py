@@ -15,7 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from experiments import reference_results as ref  # noqa: E402
-from jaxbdl import results as results_lib  # noqa: E402
+from jaxbdl.evaluation import results as results_lib  # noqa: E402
 
 
 def rows_of(res: dict) -> list[dict]:

@@ -1,7 +1,7 @@
 r"""Backprop is the chain rule: hand-written backward pass and autodiff checks.
 
 Part 1: for every activation and network shape, the hand-written delta-rule
-gradients of a two-layer net (``jaxbdl.backprop.two_layer_backward``) are
+gradients of a two-layer net (``jaxbdl.nn.backprop.two_layer_backward``) are
 compared with a float64 ``jax.grad`` (the oracle) over ``num_seeds`` random
 networks/datasets (vmapped), as is float32 ``jax.grad``. The error of a
 float32 gradient is bounded relative to the CONDITION of the batch sum,
@@ -35,8 +35,8 @@ import numpy as np
 
 from experiments import launch
 from experiments import validate
-from jaxbdl import backprop
-from jaxbdl import results as results_lib
+from jaxbdl.nn import backprop
+from jaxbdl.evaluation import results as results_lib
 
 EPS32 = float(np.finfo(np.float32).eps)
 EPS64 = float(np.finfo(np.float64).eps)

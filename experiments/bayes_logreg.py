@@ -18,7 +18,7 @@ method). The optimiser sees unconstrained ``{"loc", "raw_scale"}`` with
 differentiate the Normal parameters ``{"loc", "scale"}`` and the chain rule is
 applied by ``jax.grad`` of the estimator's surrogate loss.
 
-Training uses the shared loop (``jaxbdl.train``): full batch Adam, the same
+Training uses the shared loop (``jaxbdl.training.train``): full batch Adam, the same
 number of steps and samples per estimate for every estimator, ``num_seeds``
 runs vmapped. Every ``eval_every`` steps (the fit runs in chunks inside a
 ``lax.scan``): the ELBO with ``elbo_samples`` samples, the test accuracy of
@@ -65,14 +65,14 @@ import numpy as np
 import optax
 
 from experiments import launch
-from jaxbdl import control_variates
+from jaxbdl.gradients import control_variates
 from jaxbdl import data as data_lib
-from jaxbdl import distributions
-from jaxbdl import estimators
+from jaxbdl.gradients import distributions
+from jaxbdl.gradients import estimators
 from jaxbdl.bayes import elbo as elbo_lib
 from jaxbdl.bayes import likelihoods
-from jaxbdl import results as results_lib
-from jaxbdl import train
+from jaxbdl.evaluation import results as results_lib
+from jaxbdl.training import train
 
 
 Normal = distributions.Normal

@@ -38,13 +38,15 @@ import numpy as np
 import optax
 
 from experiments import launch
-from jaxbdl import metric_writers
-from jaxbdl import bayesian_layers, control_variates, estimators, networks
+from jaxbdl.evaluation import metric_writers
+from jaxbdl.bayes import bayesian_layers
+from jaxbdl.gradients import control_variates, estimators
+from jaxbdl.nn import networks
 from jaxbdl import data as data_lib
-from jaxbdl import train
+from jaxbdl.training import train
 from jaxbdl.bayes import elbo as elbo_lib
 from jaxbdl.bayes import likelihoods, priors
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import results as results_lib
 
 ESTIMATORS = ("pathwise", "lrt", "flipout", "score_function",
               "score_function+delta_method")

@@ -5,7 +5,7 @@ TRAINING rows of one UCI split) is carved out; the learning rate, prior scale
 and dropout rate of MC dropout (log scales, box ``config.space``) are chosen
 to minimise the validation negative log-likelihood (standardised units) by
 
-- ``bo``: :func:`jaxbdl.bo.minimize` (GP-EI, Kriging-believer batches),
+- ``bo``: :func:`jaxbdl.gaussian_processes.bo.minimize` (GP-EI, Kriging-believer batches),
 - ``random``: uniform on the log-scale box,
 - ``grid``: the existing grid (``config.grid``; the remaining fields at their
   ``config.uci`` values),
@@ -41,10 +41,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import launch
-from jaxbdl import bo
+from jaxbdl.gaussian_processes import bo
 from jaxbdl import data as data_lib
-from jaxbdl import metrics
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import metrics
+from jaxbdl.evaluation import results as results_lib
 from experiments import uci_protocol
 from jaxbdl.bayes import likelihoods as lik_lib
 from jaxbdl.bayes import registry

@@ -3,10 +3,10 @@ r"""CNN and RNNs (LSTM, GRU) on sklearn digits, and RNN forecasting of sinusoids
 Three studies, each vmapped over ``num_seeds`` seeds (one compiled program per
 network):
 
-1. ``jaxbdl.networks.CNN`` on the 8x8 digits (fixed 80/20 split), trained by
+1. ``jaxbdl.nn.networks.CNN`` on the 8x8 digits (fixed 80/20 split), trained by
    maximum likelihood with the categorical likelihood (softmax cross-entropy)
-   through ``jaxbdl.train.make_fit``; test accuracy.
-2. ``jaxbdl.networks.RNN`` (LSTM and GRU) reading each digit row by row, a
+   through ``jaxbdl.training.train.make_fit``; test accuracy.
+2. ``jaxbdl.nn.networks.RNN`` (LSTM and GRU) reading each digit row by row, a
    sequence of 8 rows of 8 pixels; test accuracy.
 3. The same RNNs forecasting the next value of noisy sinusoids
    (``jaxbdl.data.noisy_sinusoid_sequences``) with a Gaussian likelihood
@@ -36,12 +36,12 @@ import optax
 from experiments import launch
 from jaxbdl import data as data_lib
 from jaxbdl.bayes import likelihoods
-from jaxbdl import metrics
-from jaxbdl import networks
-from jaxbdl import objectives
+from jaxbdl.evaluation import metrics
+from jaxbdl.nn import networks
+from jaxbdl.nn import objectives
 from jaxbdl.bayes import priors
-from jaxbdl import results as results_lib
-from jaxbdl import train
+from jaxbdl.evaluation import results as results_lib
+from jaxbdl.training import train
 
 
 _CELLS = ("lstm", "gru")

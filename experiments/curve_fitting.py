@@ -26,9 +26,10 @@ import optax
 
 from experiments import launch
 from experiments import validate
-from jaxbdl import linear_models, networks, objectives, train
+from jaxbdl.nn import linear_models, networks, objectives
+from jaxbdl.training import train
 from jaxbdl.bayes import likelihoods, priors
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import results as results_lib
 
 _PRIORS = ("none", "gaussian", "laplace")
 

@@ -1,6 +1,6 @@
 r"""Predictive uncertainty under dataset shift (Ovadia et al. 2019, small scale).
 
-A CNN (``jaxbdl.networks.CNN``) on scikit-learn's 8x8 digits, trained on the
+A CNN (``jaxbdl.nn.networks.CNN``) on scikit-learn's 8x8 digits, trained on the
 classes NOT in ``config.ood_classes`` (default 0..7; labels re-indexed), by
 every method in ``config.methods``, each built through the core registry
 (``jaxbdl.bayes.registry``): MAP, MAP + temperature scaling (``map_ts``),
@@ -56,11 +56,11 @@ import numpy as np
 from scipy import ndimage
 
 from experiments import launch
-from jaxbdl import calibration
+from jaxbdl.evaluation import calibration
 from jaxbdl import data as data_lib
-from jaxbdl import metrics
-from jaxbdl import networks
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import metrics
+from jaxbdl.nn import networks
+from jaxbdl.evaluation import results as results_lib
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import map_estimate
 from jaxbdl.bayes import posterior as post_lib

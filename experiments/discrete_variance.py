@@ -51,12 +51,12 @@ import numpy as np
 import optax
 
 from experiments import launch
-from jaxbdl import control_variates as cvs
+from jaxbdl.gradients import control_variates as cvs
 from jaxbdl import data as data_lib
-from jaxbdl import distributions as dists
-from jaxbdl import estimators as ests
-from jaxbdl import relaxations as rx
-from jaxbdl import results as results_lib
+from jaxbdl.gradients import distributions as dists
+from jaxbdl.gradients import estimators as ests
+from jaxbdl.gradients import relaxations as rx
+from jaxbdl.evaluation import results as results_lib
 
 Bernoulli = dists.Bernoulli
 

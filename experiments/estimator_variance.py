@@ -10,7 +10,7 @@ Each estimator is ONE jitted program vmapped over the ``(mu, sigma)``
 settings, the costs (selected by index), the ``k`` grid and ``R`` keys; each
 key gives one estimate averaged over ``N`` samples. Every Monte Carlo
 variance is compared with the exact variance computed by
-:mod:`jaxbdl.quadrature` (no sampling): single-sample variance ``/ N`` for
+:mod:`jaxbdl.gradients.quadrature` (no sampling): single-sample variance ``/ N`` for
 the i.i.d. estimators, the exact ``N``-sample variance for leave-one-out.
 The statistical bound: with ``R`` estimates, the sample variance ``v`` has
 standard error ``SE = sqrt((m4 - v^2) / R)`` (``m4`` the sample fourth
@@ -44,12 +44,12 @@ import numpy as np
 
 from experiments import launch
 from experiments import validate
-from jaxbdl import control_variates
-from jaxbdl import distributions
-from jaxbdl import estimators
-from jaxbdl import metric_writers
-from jaxbdl import quadrature
-from jaxbdl import results as results_lib
+from jaxbdl.gradients import control_variates
+from jaxbdl.gradients import distributions
+from jaxbdl.gradients import estimators
+from jaxbdl.evaluation import metric_writers
+from jaxbdl.gradients import quadrature
+from jaxbdl.evaluation import results as results_lib
 
 
 Normal = distributions.Normal

@@ -29,10 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import launch
-from jaxbdl import metric_writers
-from jaxbdl import metrics
-from jaxbdl import progress
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import metric_writers
+from jaxbdl.evaluation import metrics
+from jaxbdl.training import progress
+from jaxbdl.evaluation import results as results_lib
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import posterior
 from jaxbdl.bayes import priors

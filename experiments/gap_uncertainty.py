@@ -57,10 +57,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import launch
-from jaxbdl import metric_writers
+from jaxbdl.evaluation import metric_writers
 from jaxbdl import data as data_lib
-from jaxbdl import networks
-from jaxbdl import results as results_lib
+from jaxbdl.nn import networks
+from jaxbdl.evaluation import results as results_lib
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import posterior
 from jaxbdl.bayes import priors

@@ -9,10 +9,10 @@ expectations with closed-form gradients
 * Dirichlet(alpha 1_3), f = x_1:  d/dalpha_1 E f = 2 / (9 alpha),
 
 it draws ``num_keys`` single-sample estimates of ``d/dalpha`` (w.r.t. the
-first concentration entry) with :data:`jaxbdl.estimators.pathwise` (the
+first concentration entry) with :data:`jaxbdl.gradients.estimators.pathwise` (the
 implicit reparameterisation gradient of Figurnov et al. 2018: JAX's Gamma
 sampler differentiates ``z`` by ``-(dF/dalpha) / q(z)``) and
-:data:`jaxbdl.estimators.score_function`, and reports mean +- SE against the
+:data:`jaxbdl.gradients.estimators.score_function`, and reports mean +- SE against the
 exact gradient and the variances (table and log-log plot vs alpha).
 
 Part 2 (Dirichlet-latent model). A corpus is generated: ``K`` topics
@@ -49,10 +49,10 @@ import numpy as np
 import optax
 
 from experiments import launch
-from jaxbdl import control_variates as cvs
-from jaxbdl import distributions as dists
-from jaxbdl import estimators as ests
-from jaxbdl import results as results_lib
+from jaxbdl.gradients import control_variates as cvs
+from jaxbdl.gradients import distributions as dists
+from jaxbdl.gradients import estimators as ests
+from jaxbdl.evaluation import results as results_lib
 
 __all__ = ["run", "variance_study", "make_corpus", "FAMILIES", "ESTIMATORS"]
 

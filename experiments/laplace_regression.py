@@ -42,9 +42,9 @@ import numpy as np
 import optax
 
 from experiments import launch
-from jaxbdl import networks
-from jaxbdl import results as results_lib
-from jaxbdl import train
+from jaxbdl.nn import networks
+from jaxbdl.evaluation import results as results_lib
+from jaxbdl.training import train
 from jaxbdl.bayes import laplace
 
 PUBLISHED = {"sigma_noise": 0.28, "prior_precision": 0.10,

@@ -26,7 +26,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments import validate
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import results as results_lib
 
 __all__ = ["define_flags", "parse", "default_report", "quiet_logs", "main"]
 

@@ -5,7 +5,7 @@ Each ensemble member is a MAP estimate: it minimises the negative log joint
 likelihood, Gaussian prior = weight decay), with either a learned homoscedastic
 noise scale or an input-dependent (heteroscedastic) one. ``M`` members from
 different initialisations and minibatch orders train as ONE vmapped program
-(``jaxbdl.train.make_fit``). The predictive is the equal-weight mixture of the
+(``jaxbdl.training.train.make_fit``). The predictive is the equal-weight mixture of the
 members' Gaussians (Lakshminarayanan et al. 2017): mean ``mean_m mu_m`` and
 variance ``mean_m sigma_m^2 + var_m mu_m``; the plot shows the mean and
 ``+-2`` standard deviations over a grid that covers the gap, and the table
@@ -39,9 +39,9 @@ import numpy as np
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import metrics
-from jaxbdl import networks
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import metrics
+from jaxbdl.nn import networks
+from jaxbdl.evaluation import results as results_lib
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import posterior
 from jaxbdl.bayes import priors

@@ -4,7 +4,7 @@ As in the paper, a *single* model per method is trained on tasks with
 ``train_shots`` (K = 10) points each and then fine-tuned with each test K in
 ``shots`` (5 and 10):
 
-* **MAML**: meta-train an MLP (2 x 40 ReLU) with ``jaxbdl.maml``: per task,
+* **MAML**: meta-train an MLP (2 x 40 ReLU) with ``jaxbdl.nn.maml``: per task,
   ``inner_steps`` SGD steps of size ``alpha`` on ``train_shots`` support
   points, MSE on as many query points, second-order meta-gradient through the
   inner loop (``first_order=True`` for FOMAML), Adam meta-optimiser, 25 tasks
@@ -42,11 +42,11 @@ import optax
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import maml
-from jaxbdl import metrics
-from jaxbdl import networks
-from jaxbdl import results as results_lib
-from jaxbdl import train
+from jaxbdl.nn import maml
+from jaxbdl.evaluation import metrics
+from jaxbdl.nn import networks
+from jaxbdl.evaluation import results as results_lib
+from jaxbdl.training import train
 
 
 METHODS = ("maml", "pretrained")

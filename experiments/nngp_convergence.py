@@ -1,7 +1,7 @@
 r"""Finite random networks converge to the NNGP kernel as width grows.
 
 For each activation and width n we draw S independent random nets
-(:class:`jaxbdl.nngp.RandomMLP`: ``depth`` hidden layers of width n, weights
+(:class:`jaxbdl.gaussian_processes.nngp.RandomMLP`: ``depth`` hidden layers of width n, weights
 N(0, sigma_w2 / fan_in), biases N(0, sigma_b2), vmapped over inits in chunks)
 and compute each net's empirical NNGP kernel on P fixed inputs,
 
@@ -9,7 +9,7 @@ and compute each net's empirical NNGP kernel on P fixed inputs,
 
 the output covariance given the last hidden layer (the linear readout is
 integrated out exactly). We compare with the analytic kernel K
-(:func:`jaxbdl.nngp.nngp_kernel`, Lee et al. 2018 Eq. 4) via the relative
+(:func:`jaxbdl.gaussian_processes.nngp.nngp_kernel`, Lee et al. 2018 Eq. 4) via the relative
 Frobenius error E_s = ||K_s - K||_F / ||K||_F.
 
 What we fit, and why the slope is -1/2. K_s averages n conditionally i.i.d.
@@ -54,8 +54,8 @@ import jax
 import numpy as np
 
 from experiments import launch
-from jaxbdl import nngp
-from jaxbdl import results as results_lib
+from jaxbdl.gaussian_processes import nngp
+from jaxbdl.evaluation import results as results_lib
 
 TABLE_COLUMNS = ("activation", "width", "num_inits", "rms_rel_error",
                  "rms_rel_error_se", "mean_kernel_rel_error",

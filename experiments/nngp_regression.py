@@ -3,11 +3,11 @@ r"""NNGP regression vs an RBF GP vs a MAP network vs a mean-field BNN.
 Methods (``config.methods``), all fitted on standardised targets:
 
 * ``nngp_gp``: exact GP with the NNGP kernel of a deep ReLU (or erf) net
-  (:mod:`jaxbdl.nngp`, Lee et al. 2018); sigma_w2, sigma_b2 and the noise
+  (:mod:`jaxbdl.gaussian_processes.nngp`, Lee et al. 2018); sigma_w2, sigma_b2 and the noise
   variance maximise the log marginal likelihood (Adam on softplus
-  parameters, :func:`jaxbdl.gp.optimise_hyperparameters`).
+  parameters, :func:`jaxbdl.gaussian_processes.gp.optimise_hyperparameters`).
 * ``rbf_gp``: the same with an RBF kernel (lengthscale, variance).
-* ``map_net``: a :class:`jaxbdl.networks.MLP` trained to the MAP of a Gaussian
+* ``map_net``: a :class:`jaxbdl.nn.networks.MLP` trained to the MAP of a Gaussian
   prior with a learned homoscedastic noise scale (the core registry's
   ``map``); predictive N(f(x), s^2).
 * ``mfvi_bnn``: the same MLP with a mean-field Gaussian posterior trained on
@@ -62,13 +62,13 @@ import numpy as np
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import gp
-from jaxbdl import kernels
-from jaxbdl import metrics
-from jaxbdl import networks
-from jaxbdl import nngp
-from jaxbdl import results as results_lib
-from jaxbdl import train
+from jaxbdl.gaussian_processes import gp
+from jaxbdl.gaussian_processes import kernels
+from jaxbdl.evaluation import metrics
+from jaxbdl.nn import networks
+from jaxbdl.gaussian_processes import nngp
+from jaxbdl.evaluation import results as results_lib
+from jaxbdl.training import train
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import posterior
 from jaxbdl.bayes import priors

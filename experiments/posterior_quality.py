@@ -39,8 +39,8 @@ from scipy import stats
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import metrics
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import metrics
+from jaxbdl.evaluation import results as results_lib
 from jaxbdl.bayes import hmc
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import posterior as post_lib

@@ -22,11 +22,13 @@ import numpy as np
 import optax
 
 from experiments import launch
-from jaxbdl import metric_writers
+from jaxbdl.evaluation import metric_writers
 from jaxbdl import data as data_lib
-from jaxbdl import metrics, networks, objectives, train
+from jaxbdl.evaluation import metrics
+from jaxbdl.nn import networks, objectives
+from jaxbdl.training import train
 from jaxbdl.bayes import likelihoods
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import results as results_lib
 
 VARIANTS = ("plain", "early_stopping", "dropout", "batch_norm")
 

@@ -1,12 +1,12 @@
 r"""A checkpointed, resumable, optionally sharded MAP MLP regression fit.
 
 ``num_runs`` MAP networks (different seeds) train as one vmapped program with
-:func:`jaxbdl.resume.resumable_fit`: the fit state is checkpointed every
+:func:`jaxbdl.training.resume.resumable_fit`: the fit state is checkpointed every
 ``checkpoint_every_epochs`` epochs to ``WORKDIR/checkpoints``; killing the
 process at any point and starting the same command again resumes from the
 latest good checkpoint and ends with bitwise the same parameters as an
 uninterrupted run (CPU). ``config.parallel`` lays the fit out on devices
-(:mod:`jaxbdl.parallel`): ``"data"`` shards every minibatch, ``"runs"`` shards
+(:mod:`jaxbdl.training.parallel`): ``"data"`` shards every minibatch, ``"runs"`` shards
 the seeds.
 
 Faults it survives (see ``docs/notes/faults.md``): a resume with a changed
@@ -15,7 +15,7 @@ config or data is refused (the checkpoints carry a fingerprint of
 ``--overwrite`` to start over); a second process on the same workdir exits at
 once (:data:`LOCKED_EXIT_CODE`, naming the holder's pid); SIGTERM/SIGINT
 finish the current chunk, checkpoint and exit with
-:data:`jaxbdl.resume.PREEMPTED_EXIT_CODE` (75); several processes
+:data:`jaxbdl.training.resume.PREEMPTED_EXIT_CODE` (75); several processes
 (``--num_processes``) train one fit on global arrays, and only process 0
 writes the results files. The loss is the per-datum negative log joint
 ``-(1/N) [sum_n log N(y_n; f_W(x_n), noise_scale^2) + log N(W; 0, s^2 I)]``.
@@ -27,7 +27,7 @@ Run::
       [--config experiments/configs/train_resumable.py[:quick]] \
       [--config.parallel=data] [--sleep_per_chunk 0.5] [--overwrite]
   # multi-host: add --coordinator_address host0:1234 --num_processes 2
-  #             --process_id {0,1}  (see jaxbdl.distributed)
+  #             --process_id {0,1}  (see jaxbdl.training.distributed)
 
 Outputs in ``--workdir``: ``results.json``, ``results.md``, ``loss.png``,
 ``final_params.npz`` (the final parameters, keys = pytree paths) and
@@ -57,16 +57,16 @@ import optax
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import distributed
+from jaxbdl.training import distributed
 from jaxbdl.bayes import likelihoods
-from jaxbdl import metrics
-from jaxbdl import networks
-from jaxbdl import objectives
-from jaxbdl import parallel
+from jaxbdl.evaluation import metrics
+from jaxbdl.nn import networks
+from jaxbdl.nn import objectives
+from jaxbdl.training import parallel
 from jaxbdl.bayes import priors
-from jaxbdl import results as results_lib
-from jaxbdl import resume
-from jaxbdl import train
+from jaxbdl.evaluation import results as results_lib
+from jaxbdl.training import resume
+from jaxbdl.training import train
 
 TABLE_COLUMNS = ("run", "test_rmse", "test_log_lik", "final_train_loss")
 # Config fields that may change when a run is resumed (they do not change
@@ -159,7 +159,7 @@ def _evaluate(apply, params, x_test, y_test, y_std, noise_scale) -> dict:
 
 def fingerprint(config, d: dict) -> dict:
   """What defines this run: the config without :data:`RESUMABLE_FIELDS`, the
-  digests of the test arrays and ``y_std`` (:func:`jaxbdl.resume.resumable_fit`
+  digests of the test arrays and ``y_std`` (:func:`jaxbdl.training.resume.resumable_fit`
   adds the training arrays' digests and the package versions)."""
   fields = {k: v for k, v in config.to_dict().items()
             if k not in RESUMABLE_FIELDS}

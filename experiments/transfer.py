@@ -1,24 +1,24 @@
 r"""Transfer learning: a CNN pre-trained on digits 0-4 re-purposed for 5-9.
 
-1. Pre-train ``jaxbdl.networks.CNN`` (5 classes) on the digits 0-4 of the
-   training split; save its parameters with orbax (``jaxbdl.checkpoint.save``)
+1. Pre-train ``jaxbdl.nn.networks.CNN`` (5 classes) on the digits 0-4 of the
+   training split; save its parameters with orbax (``jaxbdl.training.checkpoint.save``)
    to ``<workdir>/pretrained`` and read them back with a shape-checked target.
 2. Split the training images of digits 5-9 into a validation part
    (``valid_per_class`` per class, for choosing adaptation hyper-parameters;
    never the test set) and a pool. For ``k`` labelled examples per class of
-   the pool (``k`` in ``shots``; drawn by ``jaxbdl.transfer.few_shot_subset``)
+   the pool (``k`` in ``shots``; drawn by ``jaxbdl.nn.transfer.few_shot_subset``)
    adapt by
 
    * ``frozen``: pre-trained layers below ``adapt.cut`` fixed, fresh layers
-     from the cut up trained (``jaxbdl.transfer.frozen_optimizer``); the
+     from the cut up trained (``jaxbdl.nn.transfer.frozen_optimizer``); the
      default cut ``"dense"`` is a new MLP head on the frozen conv features;
    * ``finetune``: the same start, all parameters trained, the pre-trained
      body at ``adapt.body_lr_scale`` times the learning rate
-     (``jaxbdl.transfer.split_optimizer``);
+     (``jaxbdl.nn.transfer.split_optimizer``);
    * ``scratch``: random initialisation, all parameters trained.
 
    Each run is full-batch Adam on the few-shot set; the sets are tiled to one
-   size (``jaxbdl.transfer.tile_examples``: the mean loss is unchanged) so
+   size (``jaxbdl.nn.transfer.tile_examples``: the mean loss is unchanged) so
    every ``(k, seed)`` pair of a method trains in ONE vmapped program; the
    draws and fresh initialisations are shared by the methods (paired runs).
 3. Test accuracy on the held-out digits 5-9, mean and std over seeds; also
@@ -49,15 +49,15 @@ import numpy as np
 import optax
 
 from experiments import launch
-from jaxbdl import checkpoint
+from jaxbdl.training import checkpoint
 from jaxbdl import data as data_lib
 from jaxbdl.bayes import likelihoods
-from jaxbdl import metrics
-from jaxbdl import networks
-from jaxbdl import objectives
-from jaxbdl import results as results_lib
-from jaxbdl import train
-from jaxbdl import transfer
+from jaxbdl.evaluation import metrics
+from jaxbdl.nn import networks
+from jaxbdl.nn import objectives
+from jaxbdl.evaluation import results as results_lib
+from jaxbdl.training import train
+from jaxbdl.nn import transfer
 
 
 METHODS = ("frozen", "finetune", "scratch")
@@ -73,7 +73,7 @@ def _loss_fn(model, num_data: int, trainable=None):
   """Per-datum categorical negative log-likelihood (flat prior).
 
   With ``trainable`` (top-level layer names) the other layers get no gradient
-  (``jaxbdl.transfer.stop_gradient_except``), so it is not computed.
+  (``jaxbdl.nn.transfer.stop_gradient_except``), so it is not computed.
   """
   loss_fn = objectives.scale_loss(
       objectives.make_map_loss_fn(objectives.flax_train_apply(model),
@@ -90,7 +90,7 @@ def load_pretrained(path: str, model: networks.CNN, x_example) -> Any:
   """Restores CNN parameters saved at ``path``, checked against ``model``.
 
   Args:
-    path: a checkpoint directory written by ``jaxbdl.checkpoint.save``.
+    path: a checkpoint directory written by ``jaxbdl.training.checkpoint.save``.
     model: the network the parameters must fit.
     x_example: an input batch ``[1, 8, 8]`` used to derive the expected
       parameter shapes (no computation: ``jax.eval_shape``).
@@ -196,8 +196,8 @@ def _make_adapter(model, optimizer, size: int, num_steps: int,
                   trainable=None):
   """Full-batch fits of every (k, seed) run as one vmapped program.
 
-  A Python loop over a jitted, vmapped ``jaxbdl.train.make_train_step`` (the
-  step's key is ``fold_in(key, step)``, as in ``jaxbdl.train``): on CPU, XLA
+  A Python loop over a jitted, vmapped ``jaxbdl.training.train.make_train_step`` (the
+  step's key is ``fold_in(key, step)``, as in ``jaxbdl.training.train``): on CPU, XLA
   runs these vmapped conv gradients inside a ``lax.scan`` (``train.make_fit``)
   about 2.5x slower than at the top level of a program (measured on 2 cores,
   20 runs of 250 images: 2.0 s vs 0.7 s per step).

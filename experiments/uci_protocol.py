@@ -27,8 +27,8 @@ import ml_collections
 import numpy as np
 
 from jaxbdl import data as data_lib
-from jaxbdl import metrics
-from jaxbdl import train
+from jaxbdl.evaluation import metrics
+from jaxbdl.training import train
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import posterior
 from jaxbdl.bayes import priors

@@ -41,9 +41,9 @@ from ml_collections import config_flags
 
 from experiments import launch
 from experiments import reference_results as ref
-from jaxbdl import metric_writers
+from jaxbdl.evaluation import metric_writers
 from jaxbdl import data as data_lib
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import results as results_lib
 from jaxbdl.bayes import registry
 from experiments import uci_protocol
 

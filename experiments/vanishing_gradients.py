@@ -22,9 +22,10 @@ import optax
 
 from experiments import launch
 from jaxbdl import data as data_lib
-from jaxbdl import diagnostics, networks, train
+from jaxbdl.nn import diagnostics, networks
+from jaxbdl.training import train
 from jaxbdl.bayes import likelihoods
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import results as results_lib
 
 def _validate(config):
   for a in config.activations:

@@ -1,37 +1,56 @@
 """jaxbdl: deep learning and Bayesian deep learning in JAX.
 
-One module per concept; import the one you need, e.g.
-``from jaxbdl import estimators`` or ``from jaxbdl.bayes import registry``
-(see WORKSPACE.md for the map). Every module is pure functions of pytrees and
-explicit PRNG keys. Submodules load on first use, so ``import jaxbdl`` and
-``from jaxbdl import estimators`` do not pull in Flax, orbax or matplotlib.
+The packages follow the lecture's arc, each depending only on those above it
+(see WORKSPACE.md for the map):
+
+- ``data``: data sets (UCI 20-split, scikit-learn, toys); ``_checks``.
+- ``gradients``: distributions, Monte Carlo gradient estimators, control
+  variates, relaxations, multi-sample bounds, quadrature references.
+- ``gaussian_processes``: kernels, exact GPs, NNGP kernels, Bayesian
+  optimisation.
+- ``evaluation``: metrics, calibration, results files, TensorBoard writers.
+- ``training``: the training loop, checkpoints, resumable fits, progress,
+  multi-device and multi-host.
+- ``nn``: networks, backprop, diagnostics, MAP objectives, linear models,
+  transfer learning, MAML.
+- ``bayes``: priors, likelihoods, the ELBO, Bayesian layers, the posterior
+  approximations and their registry.
+
+Import a module from its package, e.g. ``from jaxbdl.gradients import
+estimators``. Packages and modules load on first use, so ``import jaxbdl``
+pulls in no Flax, orbax or matplotlib. The flat names of earlier releases
+still work (``from jaxbdl import estimators``, ``import jaxbdl.train``) and
+give the same module objects.
 """
-import importlib
+import sys
+
+from jaxbdl import _lazy
 
 __version__ = "0.1.0"
 
-_SUBMODULES = (
-    "backprop", "bayes", "bayesian_layers", "bo", "calibration", "checkpoint",
-    "control_variates", "data", "diagnostics", "distributed", "distributions",
-    "estimators", "gp", "kernels", "linear_models", "maml", "metrics",
-    "multisample", "networks", "nngp", "objectives", "parallel", "quadrature",
-    "relaxations", "results", "resume", "train", "transfer",
-)
-# The Bayesian core's concepts are also reachable at the top level.
-_ALIASES = {"priors": "jaxbdl.bayes.priors",
-            "likelihoods": "jaxbdl.bayes.likelihoods",
-            "elbo": "jaxbdl.bayes.elbo", "registry": "jaxbdl.bayes.registry"}
+__all__ = ["data", "gradients", "gaussian_processes", "evaluation",
+           "training", "nn", "bayes"]
+# Old flat name -> its package (a module object is shared, not copied).
+_MOVED = {
+    "distributions": "gradients", "estimators": "gradients",
+    "control_variates": "gradients", "quadrature": "gradients",
+    "relaxations": "gradients", "multisample": "gradients",
+    "kernels": "gaussian_processes", "gp": "gaussian_processes",
+    "nngp": "gaussian_processes", "bo": "gaussian_processes",
+    "metrics": "evaluation", "calibration": "evaluation",
+    "results": "evaluation", "metric_writers": "evaluation",
+    "train": "training", "progress": "training", "checkpoint": "training",
+    "distributed": "training", "parallel": "training", "resume": "training",
+    "networks": "nn", "backprop": "nn", "diagnostics": "nn",
+    "objectives": "nn", "linear_models": "nn", "transfer": "nn",
+    "maml": "nn",
+    "bayesian_layers": "bayes", "priors": "bayes", "likelihoods": "bayes",
+    "elbo": "bayes", "registry": "bayes",
+}
+_ALIASES = {old: f"{__name__}.{pkg}.{old}" for old, pkg in _MOVED.items()}
 
-__all__ = list(_SUBMODULES) + list(_ALIASES)
+__getattr__, __dir__ = _lazy.attach(__name__, __all__, _ALIASES)
 
-
-def __getattr__(name):
-  if name in _SUBMODULES:
-    return importlib.import_module(f"{__name__}.{name}")
-  if name in _ALIASES:
-    return importlib.import_module(_ALIASES[name])
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-  return sorted(list(globals()) + __all__)
+if not any(isinstance(f, _lazy.AliasFinder) for f in sys.meta_path):
+  sys.meta_path.insert(0, _lazy.AliasFinder(
+      {f"{__name__}.{old}": new for old, new in _ALIASES.items()}))

@@ -51,7 +51,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------
 # Validation helpers. ``check_finite(name, array)`` is the one in
-# ``jaxbdl.likelihoods`` (re-exported here for data-side callers).
+# ``jaxbdl.bayes.likelihoods`` (re-exported here for data-side callers).
 
 
 def check_finite(name: str, array) -> np.ndarray:
@@ -124,7 +124,7 @@ class UCISplit(NamedTuple):
   training column. Targets: ``y = (y_raw - y_mean) / y_std`` for both train and
   test, so a model is fitted and evaluated in standardised units; metrics
   de-normalise (RMSE times ``y_std``, log-likelihood minus ``log(y_std)``, see
-  :mod:`jaxbdl.metrics`). ``y_test_raw`` keeps the original test targets.
+  :mod:`jaxbdl.evaluation.metrics`). ``y_test_raw`` keeps the original test targets.
   All fields are float32 numpy arrays; :func:`uci_stacked_splits` adds a
   leading split axis ``[S]`` to every field.
 

@@ -10,7 +10,7 @@ A generated block in a Markdown file looks like::
 JSON file ``bench/results/NAME.json`` (or ``source="path/relative/to/repo"``),
 whose list of row objects under ``rows="key"`` (default: the first of
 ``rows`` / ``results`` / the document itself when it is a list) is rendered
-with :func:`jaxbdl.results.markdown_table`. Options on the BEGIN line:
+with :func:`jaxbdl.evaluation.results.markdown_table`. Options on the BEGIN line:
 
 * ``columns="key[:Header[:format]]|..."``: the columns, their headers and a
   Python format spec (``.3g``); default every key of the first row.
@@ -36,7 +36,7 @@ import shlex
 import sys
 from typing import Any, Callable, Mapping, Optional, Sequence
 
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import results as results_lib
 
 __all__ = ["RENDERERS", "DEFAULT_DOCS", "render_block", "regenerate",
            "check_files", "main"]

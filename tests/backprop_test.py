@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.backprop: hand-written delta rule == autodiff == finite differences."""
+"""Tests for jaxbdl.nn.backprop: hand-written delta rule == autodiff == finite differences."""
 import functools
 import math
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbdl import backprop
+from jaxbdl.nn import backprop
 
 EPS32 = float(np.finfo(np.float32).eps)
 EPS64 = float(np.finfo(np.float64).eps)

@@ -33,22 +33,22 @@ import flax
 import optax
 import pytest
 
-from jaxbdl import checkpoint
-from jaxbdl import control_variates
+from jaxbdl.training import checkpoint
+from jaxbdl.gradients import control_variates
 from jaxbdl import data as data_lib
-from jaxbdl import distributed
-from jaxbdl import distributions
-from jaxbdl import estimators
-from jaxbdl import gp
-from jaxbdl import kernels
-from jaxbdl import metrics
-from jaxbdl import networks
-from jaxbdl import nngp
-from jaxbdl import objectives
-from jaxbdl import parallel
-from jaxbdl import results as results_lib
-from jaxbdl import resume
-from jaxbdl import train
+from jaxbdl.training import distributed
+from jaxbdl.gradients import distributions
+from jaxbdl.gradients import estimators
+from jaxbdl.gaussian_processes import gp
+from jaxbdl.gaussian_processes import kernels
+from jaxbdl.evaluation import metrics
+from jaxbdl.nn import networks
+from jaxbdl.gaussian_processes import nngp
+from jaxbdl.nn import objectives
+from jaxbdl.training import parallel
+from jaxbdl.evaluation import results as results_lib
+from jaxbdl.training import resume
+from jaxbdl.training import train
 from jaxbdl.bayes import elbo as bayes_elbo
 from jaxbdl.bayes import likelihoods as bayes_likelihoods
 from jaxbdl.bayes import priors as bayes_priors

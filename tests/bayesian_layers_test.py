@@ -1,4 +1,4 @@
-"""Tests of jaxbdl.bayesian_layers: LRT / Flipout moments, KL, ELBO training."""
+"""Tests of jaxbdl.bayes.bayesian_layers: LRT / Flipout moments, KL, ELBO training."""
 import math
 
 import jax
@@ -7,9 +7,9 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbdl import bayesian_layers as bl
-from jaxbdl import networks
-from jaxbdl import train
+from jaxbdl.bayes import bayesian_layers as bl
+from jaxbdl.nn import networks
+from jaxbdl.training import train
 from jaxbdl.bayes import elbo, likelihoods, priors
 
 K_SE = 4.0  # |estimate - predicted| < K_SE * SE, SE computed from the draws.

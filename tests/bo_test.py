@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.bo: acquisitions against Monte Carlo, warping round trips,
+"""Tests for jaxbdl.gaussian_processes.bo: acquisitions against Monte Carlo, warping round trips,
 Bayesian optimisation reaching known minima, and bad input.
 
 The end-to-end runs are dominated by one compilation of the per-round
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from jaxbdl import bo
+from jaxbdl.gaussian_processes import bo
 
 K_SE = 5.0   # |MC - exact| < K_SE * SE; 12 entries -> false alarm ~1e-5
 

@@ -1,4 +1,4 @@
-"""Tests of jaxbdl.calibration against scikit-learn, scipy and numpy loops."""
+"""Tests of jaxbdl.evaluation.calibration against scikit-learn, scipy and numpy loops."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from jaxbdl import calibration as cal
+from jaxbdl.evaluation import calibration as cal
 
 _N, _C = 300, 4
 # float32 sums of ~N terms: relative tolerance ~ sqrt(N) * eps(float32).

@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.checkpoint: round trip, step metadata, errors."""
+"""Tests for jaxbdl.training.checkpoint: round trip, step metadata, errors."""
 import os
 
 import jax
@@ -7,8 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbdl import checkpoint
-from jaxbdl import train
+from jaxbdl.training import checkpoint
+from jaxbdl.training import train
 
 
 def _state():

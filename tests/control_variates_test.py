@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.control_variates: unbiasedness, variance reduction, API.
+"""Tests for jaxbdl.gradients.control_variates: unbiasedness, variance reduction, API.
 
 Monte Carlo checks assert |estimate - exact| < K_Z * SE + a float32 floor
 ``_F32_ATOL * (1 + |exact|)`` (the delta method is exact on quadratics, so its
@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbdl import control_variates as cvs
-from jaxbdl import distributions as dists
-from jaxbdl import estimators as ests
+from jaxbdl.gradients import control_variates as cvs
+from jaxbdl.gradients import distributions as dists
+from jaxbdl.gradients import estimators as ests
 
 K_Z = 4.5
 # XLA's LLVM optimisation dominates CPU compile time (4x); these tiny test

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbdl import bayesian_layers
-from jaxbdl import networks
+from jaxbdl.bayes import bayesian_layers
+from jaxbdl.nn import networks
 from jaxbdl.bayes import elbo
 from jaxbdl.bayes import priors
 from jaxbdl.bayes import conv_layers as cl

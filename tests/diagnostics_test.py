@@ -1,9 +1,9 @@
-"""Tests for jaxbdl.diagnostics against a hand-computed backward pass."""
+"""Tests for jaxbdl.nn.diagnostics against a hand-computed backward pass."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbdl import diagnostics, networks
+from jaxbdl.nn import diagnostics, networks
 
 
 def test_layer_stats_match_manual_backprop():

@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.distributions against scipy oracles and Monte Carlo.
+"""Tests for jaxbdl.gradients.distributions against scipy oracles and Monte Carlo.
 
 Deterministic maths (log_prob, entropy) uses the dtype-keyed tolerance table
 ``_TOL``. Monte Carlo checks assert |estimate - exact| < K_Z * SE, SE computed
@@ -15,7 +15,7 @@ import pytest
 from scipy import special as sp_special
 from scipy import stats
 
-from jaxbdl import distributions as dists
+from jaxbdl.gradients import distributions as dists
 
 K_Z = 4.5
 # XLA's LLVM optimisation dominates CPU compile time (4x); these tiny test

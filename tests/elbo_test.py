@@ -8,9 +8,9 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbdl import networks
-from jaxbdl import train
-from jaxbdl import estimators
+from jaxbdl.nn import networks
+from jaxbdl.training import train
+from jaxbdl.gradients import estimators
 from jaxbdl.bayes import elbo
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import priors

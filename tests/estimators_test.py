@@ -1,4 +1,4 @@
-"""Statistical and contract tests for jaxbdl.estimators.
+"""Statistical and contract tests for jaxbdl.gradients.estimators.
 
 Monte Carlo checks assert |estimate - exact| < K_Z * SE (+ a float32 floor
 ``_F32_ATOL * (1 + |exact|)`` for estimators that are exact up to rounding),
@@ -21,8 +21,8 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from numpy.polynomial import polynomial as P
 
-from jaxbdl import distributions as dists
-from jaxbdl import estimators as ests
+from jaxbdl.gradients import distributions as dists
+from jaxbdl.gradients import estimators as ests
 
 K_Z = 4.5
 # XLA's LLVM optimisation dominates CPU compile time (4x); these tiny test
@@ -625,7 +625,7 @@ def test_uncoupled_measure_valued_unbiased_and_variance(case):
   """Mean within K_Z SE of the exact gradient; single-sample variance within
   K_Z SE(s^2) of the quadrature variance (quadrature.measure_valued_variance,
   coupled=False), which exceeds the coupled one."""
-  from jaxbdl import quadrature
+  from jaxbdl.gradients import quadrature
   _, fid, k = case
   keys = jax.random.split(jax.random.key(29), N_SCALAR)
   draws = jax.tree.map(np.asarray, _uncoupled_scalar(SCALAR_PARAMS, keys,

@@ -39,7 +39,7 @@ def test_fitted_coefficient_is_exact_for_a_quadratic():
   gradient (2 (mu - k), 2 sigma) per coordinate up to float32 rounding."""
   import jax
   import jax.numpy as jnp
-  from jaxbdl import control_variates, distributions, estimators
+  from jaxbdl.gradients import control_variates, distributions, estimators
   k = jnp.array([0.3, -1.0])
   params = {"loc": jnp.array([0.5, 0.2]), "scale": jnp.array([0.7, 1.3])}
   est = bayes_logreg.fitted_coefficient(

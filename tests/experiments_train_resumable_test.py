@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 from experiments.configs import train_resumable as config_lib
-from jaxbdl import resume
+from jaxbdl.training import resume
 
 
 def _import_experiment(name: str):

@@ -1,4 +1,4 @@
-"""Faults a hostile user found in jaxbdl.resume, each pinned by a test.
+"""Faults a hostile user found in jaxbdl.training.resume, each pinned by a test.
 
 Every case asserts the error (``match=``) AND that nothing on disk was lost
 (:func:`_snapshot` of every file's bytes before and after, or the fallback
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import resume_test as rt
-from jaxbdl import resume
+from jaxbdl.training import resume
 
 
 def _snapshot(root):

@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.gp: exact GP regression against direct linear algebra."""
+"""Tests for jaxbdl.gaussian_processes.gp: exact GP regression against direct linear algebra."""
 import functools
 
 import jax
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from jaxbdl import gp
-from jaxbdl import kernels
-from jaxbdl import nngp
+from jaxbdl.gaussian_processes import gp
+from jaxbdl.gaussian_processes import kernels
+from jaxbdl.gaussian_processes import nngp
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process import kernels as sk_kernels
 

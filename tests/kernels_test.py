@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.kernels: RBF and Matern kernels against NumPy formulas."""
+"""Tests for jaxbdl.gaussian_processes.kernels: RBF and Matern kernels against NumPy formulas."""
 import math
 
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbdl import kernels
+from jaxbdl.gaussian_processes import kernels
 
 # Deterministic maths: tolerance keyed on dtype (a few hundred ulps of O(1) values).
 _RTOL = {np.dtype("float32"): 1e-5, np.dtype("float64"): 1e-12}

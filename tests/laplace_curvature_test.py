@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from jaxbdl import networks
+from jaxbdl.nn import networks
 from jaxbdl.bayes.laplace import curvature
 
 RTOL = 1e3 * np.finfo(np.float64).eps

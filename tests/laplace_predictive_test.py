@@ -22,7 +22,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 from scipy import stats
 
-from jaxbdl import networks
+from jaxbdl.nn import networks
 from jaxbdl.bayes import laplace
 
 

@@ -1,10 +1,10 @@
-"""Tests for jaxbdl.linear_models: MAP optimality conditions, masking."""
+"""Tests for jaxbdl.nn.linear_models: MAP optimality conditions, masking."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbdl import linear_models, objectives
+from jaxbdl.nn import linear_models, objectives
 from jaxbdl.bayes import likelihoods, priors
 
 X = jnp.linspace(-1.0, 1.0, 12)

@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.maml: hand-derived meta-gradients on quadratics, replay, shapes."""
+"""Tests for jaxbdl.nn.maml: hand-derived meta-gradients on quadratics, replay, shapes."""
 import functools
 
 import jax
@@ -8,8 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbdl import maml
-from jaxbdl import train
+from jaxbdl.nn import maml
+from jaxbdl.training import train
 
 # float32 round-off on O(1) numbers after a few multiply-adds.
 _RTOL = 1e-5

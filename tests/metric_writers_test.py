@@ -1,4 +1,4 @@
-"""TensorBoard event files: written by jaxbdl.metric_writers, read back."""
+"""TensorBoard event files: written by jaxbdl.evaluation.metric_writers, read back."""
 import os
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 
 from experiments import fit
 from experiments.configs import fit as fit_config
-from jaxbdl import metric_writers
+from jaxbdl.evaluation import metric_writers
 
 
 def test_history_round_trips_through_event_file(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.metrics against direct numpy/scipy computations."""
+"""Tests for jaxbdl.evaluation.metrics against direct numpy/scipy computations."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from scipy import special
 from scipy import stats
 
-from jaxbdl import metrics
+from jaxbdl.evaluation import metrics
 from tests.helpers import tol
 
 # float32 arithmetic on O(1) numbers, sums of <= 16 terms: 16 ulps.

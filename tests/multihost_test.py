@@ -2,7 +2,7 @@
 
 ``experiments.train_resumable`` (quick config, ``parallel="data"``) is
 launched as two processes joined by ``jax.distributed.initialize`` with
-cross-process CPU collectives (gloo, :func:`jaxbdl.distributed.initialize`),
+cross-process CPU collectives (gloo, :func:`jaxbdl.training.distributed.initialize`),
 one CPU device each; the minibatch is sharded over the two devices and the
 fit state is checkpointed with orbax's multi-host save. The oracle is a
 single process with two CPU devices

@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.multisample: IWAE bound, DReG and VIMCO.
+"""Tests for jaxbdl.gradients.multisample: IWAE bound, DReG and VIMCO.
 
 Oracles:
 * Conjugate Gaussian model z ~ N(m, I_D), x | z ~ N(z, s^2 I_D): the
@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbdl import distributions as dists
-from jaxbdl import multisample as ms
+from jaxbdl.gradients import distributions as dists
+from jaxbdl.gradients import multisample as ms
 
 K_Z = 4.5
 FAST = {"xla_backend_optimization_level": 0}

@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.networks: shapes, dropout, batch norm, initialisers, errors."""
+"""Tests for jaxbdl.nn.networks: shapes, dropout, batch norm, initialisers, errors."""
 import math
 
 import flax.errors
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbdl import networks
+from jaxbdl.nn import networks
 
 F32_TOL = 32 * float(np.finfo(np.float32).eps)  # deterministic float32 maths
 K_SE = 5.0  # Monte Carlo checks: |estimate - exact| < K_SE * SE

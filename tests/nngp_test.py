@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.nngp: analytic NNGP kernels vs random finite networks.
+"""Tests for jaxbdl.gaussian_processes.nngp: analytic NNGP kernels vs random finite networks.
 
 Monte Carlo checks: for each kernel entry, the mean over S independent random
 nets of the empirical (readout-integrated) kernel has standard error
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbdl import nngp
+from jaxbdl.gaussian_processes import nngp
 
 K_SE = 5.0
 N_POINTS, DIM = 6, 4  # one input shape everywhere: fewer distinct compilations

@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.objectives: training is MAP (the lecture's re-formulation)."""
+"""Tests for jaxbdl.nn.objectives: training is MAP (the lecture's re-formulation)."""
 import math
 
 import chex
@@ -8,7 +8,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbdl import networks, objectives, train
+from jaxbdl.nn import networks, objectives
+from jaxbdl.training import train
 from jaxbdl.bayes import likelihoods, priors
 
 

@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.parallel and jaxbdl.distributed.
+"""Tests for jaxbdl.training.parallel and jaxbdl.training.distributed.
 
 Multi-device checks need several devices before JAX starts, so they run once in
 a SUBPROCESS (this file executed as a script) with
@@ -56,7 +56,7 @@ def _child() -> None:
   import jax
   import optax
   from jax.sharding import PartitionSpec as P
-  from jaxbdl import parallel, train
+  from jaxbdl.training import parallel, train
   jax.config.update("jax_numpy_rank_promotion", "raise")
   assert jax.device_count() == NUM_DEVICES, jax.devices()
   data, loss_fn, init = _problem()
@@ -168,7 +168,7 @@ def test_sharding_is_real(child_results):
 
 
 def test_none_strategy_is_identity():
-  from jaxbdl import parallel
+  from jaxbdl.training import parallel
   s = parallel.make_strategy("none")
   tree = {"a": np.ones(3)}
   assert s.mesh is None and s.num_devices == 1
@@ -185,14 +185,14 @@ def test_none_strategy_is_identity():
                                     p.make_mesh("runs")), "tree['s']"),
 ])
 def test_parallel_errors(call, message):
-  from jaxbdl import parallel
+  from jaxbdl.training import parallel
   with pytest.raises(ValueError) as e:
     call(parallel)
   assert message in str(e.value)
 
 
 def test_host_shard_splits_rows():
-  from jaxbdl import distributed
+  from jaxbdl.training import distributed
   data = {"x": np.arange(12).reshape(6, 2), "y": np.arange(6)}
   parts = [distributed.host_shard(data, i, 3) for i in range(3)]
   np.testing.assert_array_equal(parts[1]["y"], [2, 3])
@@ -210,14 +210,14 @@ def test_host_shard_splits_rows():
     (dict(data={}, process_index=0, process_count=1), "no arrays"),
 ])
 def test_host_shard_errors(kwargs, message):
-  from jaxbdl import distributed
+  from jaxbdl.training import distributed
   with pytest.raises(ValueError) as e:
     distributed.host_shard(**kwargs)
   assert message in str(e.value)
 
 
 def test_initialize_single_process_is_noop_and_validates():
-  from jaxbdl import distributed
+  from jaxbdl.training import distributed
   assert distributed.initialize(None, 1, 0) is False
   with pytest.raises(ValueError, match="coordinator_address"):
     distributed.initialize("", 2, 0)
@@ -229,7 +229,7 @@ def test_initialize_single_process_is_noop_and_validates():
 
 def test_global_array_single_process():
   import jax
-  from jaxbdl import distributed, parallel
+  from jaxbdl.training import distributed, parallel
   mesh = parallel.make_mesh("data")
   local = distributed.host_shard({"x": np.arange(8.0)})
   arr = distributed.global_array(local, mesh)["x"]
@@ -242,7 +242,7 @@ def test_to_host_place_and_collectives_single_process():
   data and plain numpy; ``any_process`` / ``barrier`` are local. (Their
   cross-process paths run in tests/multihost_test.py.)"""
   import jax
-  from jaxbdl import distributed, parallel
+  from jaxbdl.training import distributed, parallel
   keys = jax.random.split(jax.random.key(0), 2)
   placed = parallel.place({"k": keys, "x": np.arange(3.0)},
                           parallel.replicated(parallel.make_mesh("data")))

@@ -1,4 +1,4 @@
-"""jaxbdl.progress: the epoch line, and that it changes no number."""
+"""jaxbdl.training.progress: the epoch line, and that it changes no number."""
 import io
 
 import jax
@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbdl import progress, train
+from jaxbdl.training import progress, train
 
 
 @pytest.fixture

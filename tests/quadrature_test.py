@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.quadrature against closed forms and Monte Carlo oracles.
+"""Tests for jaxbdl.gradients.quadrature against closed forms and Monte Carlo oracles.
 
 Closed forms for the quadratic cost ``f(x) = (x - k)^2`` under
 ``x = mu + sigma eps``, ``eps ~ N(0, 1)``; write ``a = mu - k`` so that
@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbdl import quadrature
+from jaxbdl.gradients import quadrature
 
 # float64 quadrature against float64 closed forms.
 _RTOL = 1e-10

@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.relaxations: Concrete densities and relaxed estimators.
+"""Tests for jaxbdl.gradients.relaxations: Concrete densities and relaxed estimators.
 
 Oracles:
 * f(b) = (b - t)^2 with b ~ Bernoulli(p), p = sigmoid(theta):
@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbdl import control_variates as cvs
-from jaxbdl import distributions as dists
-from jaxbdl import estimators as ests
-from jaxbdl import relaxations as rx
+from jaxbdl.gradients import control_variates as cvs
+from jaxbdl.gradients import distributions as dists
+from jaxbdl.gradients import estimators as ests
+from jaxbdl.gradients import relaxations as rx
 
 K_Z = 4.5
 N = 20000

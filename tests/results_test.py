@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.results: file modes, provenance, merged results."""
+"""Tests for jaxbdl.evaluation.results: file modes, provenance, merged results."""
 import json
 import os
 import stat
@@ -6,7 +6,7 @@ import stat
 import numpy as np
 import pytest
 
-from jaxbdl import results
+from jaxbdl.evaluation import results
 
 
 def _mode(path):

@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.resume: chunked fits, resume, corrupt checkpoints, NaN.
+"""Tests for jaxbdl.training.resume: chunked fits, resume, corrupt checkpoints, NaN.
 
 All fits share one fitter (so jit compiles once per chunk length) on a
 64-example problem with 4 steps per epoch. Resumed/fallback runs are compared
@@ -18,8 +18,8 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbdl import resume
-from jaxbdl import train
+from jaxbdl.training import resume
+from jaxbdl.training import train
 
 N, D, B = 64, 3, 16
 EVERY = 2

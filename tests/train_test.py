@@ -1,4 +1,4 @@
-"""Tests for jaxbdl.train: convergence, determinism, vmap, chunking, early stopping."""
+"""Tests for jaxbdl.training.train: convergence, determinism, vmap, chunking, early stopping."""
 
 import jax
 import jax.numpy as jnp
@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbdl import train
+from jaxbdl.training import train
 
 N, D = 64, 3
 

@@ -1,11 +1,11 @@
-"""Tests for jaxbdl.transfer: head replacement, freezing, few-shot sampling."""
+"""Tests for jaxbdl.nn.transfer: head replacement, freezing, few-shot sampling."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-from jaxbdl import transfer
+from jaxbdl.nn import transfer
 
 
 def _params():

@@ -1,7 +1,7 @@
 # From a Flax model to its posterior predictive and its calibration (classification).
 import flax.linen as nn, jax, numpy as np
 from sklearn.datasets import make_moons
-from jaxbdl import calibration
+from jaxbdl.evaluation import calibration
 from jaxbdl.bayes import likelihoods, posterior, priors, registry
 
 class Net(nn.Module):                                   # any Flax model: x [N, D] -> logits [N, C]

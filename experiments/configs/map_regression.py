@@ -23,7 +23,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.data.grid_range = (-1.5, 1.5)
   c.data.num_grid = 200
 
-  # Model: jaxbdl.networks.MLP hidden layers; the output layer is added per
+  # Model: jaxbdl.nn.networks.MLP hidden layers; the output layer is added per
   # noise model (1 mean + shared learned scale, or 2 outputs mean/raw scale).
   c.model = ml_collections.ConfigDict()
   c.model.hidden = (50, 50)

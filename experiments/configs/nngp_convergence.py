@@ -17,7 +17,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.num_points = 12
   c.input_dim = 4
   # Networks: `depth` hidden layers of each width, NNGP parameterisation
-  # W ~ N(0, sigma_w2 / fan_in), b ~ N(0, sigma_b2) (jaxbdl.nngp.RandomMLP).
+  # W ~ N(0, sigma_w2 / fan_in), b ~ N(0, sigma_b2) (jaxbdl.gaussian_processes.nngp.RandomMLP).
   c.depth = 2
   c.activations = ("relu", "erf")
   c.sigma_w2 = 2.0

@@ -23,17 +23,17 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.gap.noise_std = 0.1
   c.gap.num_grid = 200
 
-  # NNGP kernel (jaxbdl.nngp) and its initial hyper-parameters.
+  # NNGP kernel (jaxbdl.gaussian_processes.nngp) and its initial hyper-parameters.
   c.nngp = ml_collections.ConfigDict()
   c.nngp.depth = 3
   c.nngp.activation = "relu"
   c.nngp.init_sigma_w2 = 2.0
   c.nngp.init_sigma_b2 = 0.1
-  # RBF kernel (jaxbdl.kernels) initial hyper-parameters (one lengthscale).
+  # RBF kernel (jaxbdl.gaussian_processes.kernels) initial hyper-parameters (one lengthscale).
   c.rbf = ml_collections.ConfigDict()
   c.rbf.init_lengthscale = 1.0
   c.rbf.init_variance = 1.0
-  # Type-II maximum likelihood (jaxbdl.gp.optimise_hyperparameters).
+  # Type-II maximum likelihood (jaxbdl.gaussian_processes.gp.optimise_hyperparameters).
   c.gp = ml_collections.ConfigDict()
   c.gp.init_noise_variance = 0.1
   c.gp.num_steps = 300
@@ -41,7 +41,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.gp.jitter = 1e-6
   c.gp.max_train = 1000        # random subset of larger training sets
 
-  # Networks (jaxbdl.networks.MLP), shared by MAP and mean-field VI.
+  # Networks (jaxbdl.nn.networks.MLP), shared by MAP and mean-field VI.
   c.net = ml_collections.ConfigDict()
   # tanh: with zero initial biases a 1-D ReLU net starts with every kink at
   # x = 0 and (measured) stays near-linear on the gap data.

@@ -17,7 +17,7 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.split = 0
   c.split_seed = 0
   c.test_fraction = 0.2
-  # Model: jaxbdl.networks.MLP(hidden + (1,)); Gaussian likelihood with a
+  # Model: jaxbdl.nn.networks.MLP(hidden + (1,)); Gaussian likelihood with a
   # fixed noise scale (standardised targets) and a Gaussian prior.
   c.hidden = (50,)
   c.activation = "relu"
@@ -28,11 +28,11 @@ def get_config(arg=None) -> ml_collections.ConfigDict:
   c.num_epochs = 200
   c.batch_size = 32
   c.learning_rate = 1e-3
-  # Checkpoints (jaxbdl.resume) and numerics.
+  # Checkpoints (jaxbdl.training.resume) and numerics.
   c.checkpoint_every_epochs = 20
   c.keep = 3
   c.on_nonfinite = "stop"      # or "skip"
-  # Devices (jaxbdl.parallel): "none", "data" (batch sharded) or "runs".
+  # Devices (jaxbdl.training.parallel): "none", "data" (batch sharded) or "runs".
   c.parallel = "none"
   if arg == "quick":
     c.hidden = (16,)

@@ -1,18 +1,17 @@
 """Bayesian inference: one protocol per concept.
 
 ``likelihoods`` (observation models), ``priors``, ``elbo`` (the one ELBO and
-the mean-field family), ``posterior`` (the interface of a posterior
-approximation), one module per method (``map_estimate``, ``mfvi``,
-``mc_dropout``, ``ensembles``, ...) and ``registry`` (the list of methods).
+the mean-field family), ``bayesian_layers`` / ``conv_layers`` (variational
+layers), ``posterior`` (the interface of a posterior approximation), one
+module per method (``map_estimate``, ``mfvi``, ``mc_dropout``, ``ensembles``,
+``hmc``, ``sgmcmc``, ``gaussian_vi``, ``swag``, ``laplace``,
+``temperature_scaling``) and ``registry`` (the list of methods).
 Submodules load on first use: ``from jaxbdl.bayes import registry``.
 """
-import importlib
+from jaxbdl import _lazy
 
-__all__ = ["likelihoods", "priors", "elbo", "posterior", "registry",
-           "map_estimate", "mfvi", "mc_dropout", "ensembles"]
-
-
-def __getattr__(name):
-  if name in __all__:
-    return importlib.import_module(f"{__name__}.{name}")
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["likelihoods", "priors", "elbo", "bayesian_layers", "conv_layers",
+           "posterior", "registry", "map_estimate", "mfvi", "mc_dropout",
+           "ensembles", "hmc", "sgmcmc", "gaussian_vi", "swag", "laplace",
+           "temperature_scaling"]
+__getattr__, __dir__ = _lazy.attach(__name__, __all__)

@@ -1,6 +1,6 @@
 """Bayesian convolution layers (Flax Linen): reparameterised, LRT, Flipout.
 
-The convolutional counterparts of :mod:`jaxbdl.bayesian_layers`. Each layer
+The convolutional counterparts of :mod:`jaxbdl.bayes.bayesian_layers`. Each layer
 owns a mean-field Gaussian over its kernel ``W [kh, kw, C_in, C_out]`` (HWIO)
 and bias ``b [C_out]`` with the SAME parameter names as the dense layers
 (``kernel_loc, kernel_raw_scale, bias_loc, bias_raw_scale``; standard
@@ -33,7 +33,7 @@ the rng stream ``"sample"``:
   is unbiased, and across examples the kernel noise is decorrelated. The bias
   is one shared sample.
 
-:class:`BayesianCNN` is ``jaxbdl.networks.CNN`` with every layer Bayesian:
+:class:`BayesianCNN` is ``jaxbdl.nn.networks.CNN`` with every layer Bayesian:
 submodules ``convs_i``, ``dense``, ``head`` (so ``to_var_params`` gives a
 ``networks.CNN``-shaped ``loc`` tree and the same posterior can be evaluated
 by sampling weights into a plain ``CNN``).
@@ -64,8 +64,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxbdl import bayesian_layers
-from jaxbdl import networks
+from jaxbdl.bayes import bayesian_layers
+from jaxbdl.nn import networks
 from jaxbdl.bayes import elbo
 from jaxbdl.bayes import mfvi
 from jaxbdl.bayes import posterior as post_lib

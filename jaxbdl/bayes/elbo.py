@@ -18,14 +18,14 @@ How q enters the network is a :class:`VariationalModel`:
 
 * :func:`weight_space` -- sample ``W ~ q`` explicitly and run ``apply(W, x)``
   (mean-field VI over any pytree; ``jaxbdl.bayes.mfvi``). Any estimator of
-  ``jaxbdl.estimators`` gives the data-term gradient (:func:`data_term`), and
+  ``jaxbdl.gradients.estimators`` gives the data-term gradient (:func:`data_term`), and
   the KL may be closed form, Monte Carlo or "sticking the landing".
 * :func:`layerwise` -- a network of Bayesian layers that samples internally
-  (local reparameterisation, Flipout; ``jaxbdl.bayesian_layers``); the KL is
+  (local reparameterisation, Flipout; ``jaxbdl.bayes.bayesian_layers``); the KL is
   closed form (the weights are never drawn).
 
 One function, :func:`elbo_terms`, computes the bound for both;
-:func:`make_loss_fn` turns it into a ``jaxbdl.train`` loss. The trainable
+:func:`make_loss_fn` turns it into a ``jaxbdl.training.train`` loss. The trainable
 pytree is ``{"posterior": q, "prior": theta, "likelihood": lik_params}``
 (:func:`init_params`); the prior's and likelihood's parameters are point
 estimates that maximise the ELBO (type-II ML).
@@ -48,8 +48,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxbdl import distributions
-from jaxbdl import estimators
+from jaxbdl.gradients import distributions
+from jaxbdl.gradients import estimators
 from jaxbdl._checks import check_positive_int, softplus_inverse
 from jaxbdl.bayes import likelihoods as lik_lib
 from jaxbdl.bayes import priors as prior_lib
@@ -224,7 +224,7 @@ def _needs_sample(kl_estimator, prior: prior_lib.Prior) -> bool:
 
 
 # ---------------------------------------------------------------------------
-# The data term through any jaxbdl.estimators estimator.
+# The data term through any jaxbdl.gradients.estimators estimator.
 
 
 def data_term(estimator, f: Callable[[PyTree], Array], q: dict,
@@ -235,7 +235,7 @@ def data_term(estimator, f: Callable[[PyTree], Array], q: dict,
   that ``f`` closes over is ``grad f(w)``; ``w`` is the sample it used.
 
   Args:
-    estimator: any ``jaxbdl.estimators.Estimator`` (or a control-variate
+    estimator: any ``jaxbdl.gradients.estimators.Estimator`` (or a control-variate
       composition of one); its ``reparameterized`` capability decides whether
       gradients flow through ``w``.
   """
@@ -322,7 +322,7 @@ def elbo_terms(params: dict, x: Array, y: Array, key: Array, *,
     kl_estimator: :func:`auto_kl`, :func:`analytic_kl`, :func:`mc_kl` or
       :func:`stl_kl`.
     estimator: ``None`` (reparameterised forward passes through
-      ``model.stochastic_apply``) or a ``jaxbdl.estimators.Estimator`` for
+      ``model.stochastic_apply``) or a ``jaxbdl.gradients.estimators.Estimator`` for
       the data term of a :func:`weight_space` model.
     temperature: ``T`` (may be traced).
 
@@ -363,7 +363,7 @@ def elbo_terms(params: dict, x: Array, y: Array, key: Array, *,
 def make_loss_fn(model: VariationalModel, likelihood: lik_lib.Likelihood,
                  prior: prior_lib.Prior, num_data: Any, num_samples: int = 1,
                  kl_estimator=auto_kl, estimator=None, temperature: Any = 1.0):
-  """``-ELBO / N`` as a ``jaxbdl.train`` loss (same optimum, friendly scale).
+  """``-ELBO / N`` as a ``jaxbdl.training.train`` loss (same optimum, friendly scale).
 
   Returns:
     ``loss_fn(params, model_state, batch, key) -> (loss, (model_state,

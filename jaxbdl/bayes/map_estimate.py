@@ -38,7 +38,7 @@ __all__ = ["make", "point_method", "neg_log_joint_loss"]
 
 def neg_log_joint_loss(train_apply: Callable, likelihood, prior, num_data,
                        temperature: Any = 1.0):
-  """The per-datum negative log joint as a ``jaxbdl.train`` loss.
+  """The per-datum negative log joint as a ``jaxbdl.training.train`` loss.
 
   Args:
     train_apply: ``(W, x, key) -> outputs [B, K]`` in training mode.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jaxbdl import networks
+from jaxbdl.nn import networks
 from jaxbdl._checks import check_positive
 from jaxbdl.bayes import map_estimate
 from jaxbdl.bayes import posterior as post_lib

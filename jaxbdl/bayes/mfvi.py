@@ -7,7 +7,7 @@ Three ways for q to enter the network, one bound (``jaxbdl.bayes.elbo``):
   vector (``elbo.ravel_model``: same ELBO, faster for small networks);
 * ``mfvi_lrt``: the local reparameterisation trick (Kingma et al. 2015),
 * ``mfvi_flipout``: Flipout (Wen et al. 2018),
-  both through ``jaxbdl.bayesian_layers.BayesianMLP`` built from the model's
+  both through ``jaxbdl.bayes.bayesian_layers.BayesianMLP`` built from the model's
   ``networks.MLP`` (same widths and activation).
 
 The prior and the likelihood's parameters are point estimates trained with
@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from jaxbdl import bayesian_layers
-from jaxbdl import networks
+from jaxbdl.bayes import bayesian_layers
+from jaxbdl.nn import networks
 from jaxbdl.bayes import elbo
 from jaxbdl.bayes import posterior as post_lib
 

@@ -25,7 +25,7 @@ over them is a ``vmap``. Static settings (epochs, batch size, sample counts)
 come from the ``ml_collections.ConfigDict`` given to the factory.
 
 Shared pieces: :func:`gradient_fit` (the MAP-style training every
-gradient-trained method uses, on ``jaxbdl.train``'s one loop),
+gradient-trained method uses, on ``jaxbdl.training.train``'s one loop),
 :func:`validation_nll` (early stopping), :func:`chunked` (bounded-memory
 prediction over inputs), :func:`mlp_model`.
 """
@@ -39,8 +39,8 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
-from jaxbdl import networks
-from jaxbdl import train
+from jaxbdl.nn import networks
+from jaxbdl.training import train
 from jaxbdl.bayes import likelihoods as lik_lib
 from jaxbdl.bayes import priors as prior_lib
 
@@ -131,7 +131,7 @@ def validation_nll(predict_one: Callable[[PyTree, Array], dict]):
 def gradient_fit(loss_fn, params: PyTree, config, hp: HParams, data: dict,
                  key: Array, valid: Optional[dict] = None,
                  eval_fn=None) -> tuple[PyTree, dict]:
-  """Trains ``params`` with Adam(``hp["learning_rate"]``) on ``jaxbdl.train``.
+  """Trains ``params`` with Adam(``hp["learning_rate"]``) on ``jaxbdl.training.train``.
 
   ``config.num_epochs`` epochs of minibatches of ``config.batch_size`` (at
   most ``N``); early stopping with ``config.patience`` epochs when ``valid``

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from jaxbdl import networks
+from jaxbdl.nn import networks
 
 from jaxbdl.bayes import conv_layers
 from jaxbdl.bayes import ensembles

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxbdl import train
+from jaxbdl.training import train
 from jaxbdl._checks import check_positive_int
 from jaxbdl.bayes import hmc
 from jaxbdl.bayes import map_estimate

@@ -103,7 +103,7 @@ def last_layer_mask(params: PyTree) -> PyTree:
 
   "Last" is the last key in the insertion order of the (nested) dict, which
   for Flax is the order modules were created (the output layer of
-  ``jaxbdl.networks.MLP`` and ``CNN``). Nested dicts are followed while the
+  ``jaxbdl.nn.networks.MLP`` and ``CNN``). Nested dicts are followed while the
   last entry is itself a dict whose values are dicts.
   """
   if not isinstance(params, dict) or not params:

@@ -3,7 +3,7 @@
 Each round: the inputs are warped to the unit box ``[0, 1]^d`` (linearly, or
 linearly in ``log x`` for log-scale parameters), the observed values are
 standardised, a zero-mean GP with a Matern-5/2 ARD kernel is refitted by
-type-II maximum likelihood (:func:`jaxbdl.gp.optimise_hyperparameters`,
+type-II maximum likelihood (:func:`jaxbdl.gaussian_processes.gp.optimise_hyperparameters`,
 L-BFGS with restarts), and ``q = batch_size`` new points are proposed by
 maximising an acquisition function. A batch is built by the Kriging believer
 heuristic: after each proposal the GP is conditioned on a fantasy observation
@@ -23,8 +23,8 @@ minimisation with incumbent ``best = min_i y_i`` and ``z = (best - m) / s``:
 
 The acquisition is maximised inside ``jit``: ``num_candidates`` uniform points
 are scored, the best ``num_starts`` are refined by L-BFGS on ``logit(u)``
-(:func:`jaxbdl.gp.lbfgs`), and the best refined point is kept. The data are
-held in fixed-size buffers with a mask (:mod:`jaxbdl.gp` padding), so one
+(:func:`jaxbdl.gaussian_processes.gp.lbfgs`), and the best refined point is kept. The data are
+held in fixed-size buffers with a mask (:mod:`jaxbdl.gaussian_processes.gp` padding), so one
 compiled ``propose`` program serves every round.
 
 References:
@@ -49,8 +49,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbdl import gp
-from jaxbdl import kernels
+from jaxbdl.gaussian_processes import gp
+from jaxbdl.gaussian_processes import kernels
 
 Array = jax.Array
 

@@ -28,7 +28,7 @@ one array shape (and so one ``vmap``/compilation) without changing the
 full-batch mean loss.
 
 Parameters are nested dicts as returned by Flax Linen ``init(...)["params"]``;
-the head is the top-level entry ``"head"`` (as in :class:`jaxbdl.networks.CNN`,
+the head is the top-level entry ``"head"`` (as in :class:`jaxbdl.nn.networks.CNN`,
 whose ``layer_names`` lists the top-level entries in forward order).
 
 References:
@@ -45,6 +45,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+__all__ = ["replace_head", "layers_from", "reinit", "freeze_mask",
+           "stop_gradient_except", "frozen_optimizer", "split_optimizer",
+           "select_classes", "few_shot_subset", "tile_examples"]
 
 PyTree = Any
 

@@ -14,8 +14,8 @@ Kernels are callables. :func:`fit`, :func:`predict` and
 :func:`log_marginal_likelihood` take ``kernel_fn(x1 [N, D], x2 [M, D]) -> [N, M]``
 (hyper-parameters closed over, e.g. ``functools.partial``);
 :func:`optimise_hyperparameters` takes a parameterised
-``kernel_fn(params, x1, x2)`` such as :func:`jaxbdl.nngp.make_kernel_fn` or
-:func:`jaxbdl.kernels.make_kernel_fn`, and maximises the marginal likelihood
+``kernel_fn(params, x1, x2)`` such as :func:`jaxbdl.gaussian_processes.nngp.make_kernel_fn` or
+:func:`jaxbdl.gaussian_processes.kernels.make_kernel_fn`, and maximises the marginal likelihood
 over positive hyper-parameters and the noise variance, optimised on the log
 scale, by a :class:`Minimiser`: :func:`lbfgs` (default; optax L-BFGS with a
 zoom line search, run to a gradient tolerance from several starting points,
@@ -25,7 +25,7 @@ Padding: every function takes an optional ``mask [N]`` (1 = real point, 0 =
 padding). Padded rows/columns of ``K + s2 I`` are replaced by the identity and
 padded targets by 0, which leaves the posterior and the marginal likelihood of
 the real points exactly unchanged, so one compiled program serves a data set
-that grows (Bayesian optimisation, :mod:`jaxbdl.bo`).
+that grows (Bayesian optimisation, :mod:`jaxbdl.gaussian_processes.bo`).
 
 Failed factorisations: a kernel matrix that is not positive definite (a
 non-PSD kernel, zero noise and jitter on duplicate inputs) makes the Cholesky
@@ -486,7 +486,7 @@ def optimise_hyperparameters(kernel_fn: ParamKernelFn, init_params: Any,
 
   Args:
     kernel_fn: ``(params, x1 [N, D], x2 [M, D]) -> [N, M]``, a hashable
-      callable (e.g. :func:`jaxbdl.kernels.make_kernel_fn`).
+      callable (e.g. :func:`jaxbdl.gaussian_processes.kernels.make_kernel_fn`).
     init_params: pytree of positive scalars/arrays, e.g.
       ``{"lengthscale": jnp.ones(D), "variance": 1.0}``.
     x: inputs ``[N, D]``.

@@ -1,10 +1,10 @@
 """Checkpointed, resumable fits that survive kills, corrupt files and NaNs.
 
-:func:`resumable_fit` runs a :class:`jaxbdl.train.Fitter` in chunks of
+:func:`resumable_fit` runs a :class:`jaxbdl.training.train.Fitter` in chunks of
 ``checkpoint_every_epochs`` epochs and checkpoints the whole
-:class:`jaxbdl.train.FitState` (parameters, optimiser state, early-stopping
+:class:`jaxbdl.training.train.FitState` (parameters, optimiser state, early-stopping
 state, epoch and step counters) plus the per-epoch history after every chunk.
-The randomness of epoch ``e`` is ``fold_in(key, e)`` (see :mod:`jaxbdl.train`),
+The randomness of epoch ``e`` is ``fold_in(key, e)`` (see :mod:`jaxbdl.training.train`),
 so no key state is stored: a run killed at any moment and restarted with the
 same ``checkpoint_dir`` and key resumes from the latest good checkpoint and
 replays exactly the computation of an uninterrupted run (bitwise on CPU; the
@@ -16,7 +16,7 @@ Checkpoint layout (one directory per checkpoint, epochs done in the name)::
   checkpoint_dir/
     LOCK              flock'ed by the running fit, holds its pid
     ckpt_000004/
-      fit/            orbax checkpoint (jaxbdl.checkpoint) of
+      fit/            orbax checkpoint (jaxbdl.training.checkpoint) of
                       {"state": FitState, "history": per-epoch metrics so far}
       MANIFEST.json   epoch, key data, run fingerprint, history shapes, and
                       the SHA-256 and size of every file under fit/
@@ -43,7 +43,7 @@ What cannot go wrong silently:
 * Preemption. SIGTERM/SIGINT let the chunk in flight finish and be
   checkpointed, then :class:`Preempted` is raised (exit code
   :data:`PREEMPTED_EXIT_CODE`); the same call resumes bitwise.
-* Several processes (:mod:`jaxbdl.distributed`). Every process calls
+* Several processes (:mod:`jaxbdl.training.distributed`). Every process calls
   :func:`resumable_fit` with global arrays; orbax writes each process's
   shards, process 0 alone writes manifests, renames, prunes and moves bad
   checkpoints aside, and a preemption signal to any process stops all of
@@ -51,7 +51,7 @@ What cannot go wrong silently:
 
 Non-finite numerics: every step reports ``"finite"`` (loss and all gradients
 finite). Build the fitter with ``step_wrapper=step_wrapper_for(on_nonfinite)``
-(that is :func:`jaxbdl.train.skip_nonfinite` in both modes): a bad step then
+(that is :func:`jaxbdl.training.train.skip_nonfinite` in both modes): a bad step then
 leaves the state unchanged, so it cannot poison the later steps of its chunk,
 and the epoch's mean loss tells a non-finite loss (mean loss NaN/inf) from a
 non-finite gradient with a finite loss. With ``on_nonfinite="stop"`` the chunk
@@ -81,10 +81,10 @@ import jax
 import numpy as np
 from absl import logging
 
-from jaxbdl import checkpoint
-from jaxbdl import distributed
-from jaxbdl import results as results_lib
-from jaxbdl import train
+from jaxbdl.training import checkpoint
+from jaxbdl.training import distributed
+from jaxbdl.evaluation import results as results_lib
+from jaxbdl.training import train
 
 __all__ = ["ON_NONFINITE", "PREEMPTED_EXIT_CODE", "VERSION_PACKAGES",
            "NonFiniteError", "RunMismatchError", "WorkdirLockedError",
@@ -175,12 +175,12 @@ class FitResult(NamedTuple):
   """What :func:`resumable_fit` returns.
 
   Attributes:
-    state: the :class:`jaxbdl.train.TrainState` of ``fitter.result`` (best
+    state: the :class:`jaxbdl.training.train.TrainState` of ``fitter.result`` (best
       parameters under early stopping).
     history: per-epoch metrics ``[..., num_epochs]`` (the epoch axis last, a
       leading run axis for a vmapped fitter) plus ``"best_epoch"`` and
-      ``"stopped_epoch"``, as returned by :func:`jaxbdl.train.make_fit`.
-    fit_state: the final :class:`jaxbdl.train.FitState`.
+      ``"stopped_epoch"``, as returned by :func:`jaxbdl.training.train.make_fit`.
+    fit_state: the final :class:`jaxbdl.training.train.FitState`.
     resumed_from: epochs restored from a checkpoint (0 for a fresh start).
   """
   state: train.TrainState
@@ -192,7 +192,7 @@ class FitResult(NamedTuple):
 def step_wrapper_for(on_nonfinite: str) -> Optional[Callable]:
   """The ``step_wrapper`` for ``make_fitter`` to use with ``on_nonfinite``.
 
-  :func:`jaxbdl.train.skip_nonfinite` for both ``"stop"`` and ``"skip"``: in
+  :func:`jaxbdl.training.train.skip_nonfinite` for both ``"stop"`` and ``"skip"``: in
   ``"stop"`` mode the chunk with a bad step is discarded anyway, and skipping
   inside it keeps the parameters finite, which lets :func:`resumable_fit`
   tell a non-finite loss from a non-finite gradient.
@@ -221,7 +221,7 @@ def data_digests(data: PyTree, name: str = "data") -> dict[str, str]:
 
   The identity of the data a run trains on: a different split, subset or
   preprocessing changes a digest. Arrays sharded across processes are
-  gathered first (:func:`jaxbdl.distributed.to_host`, a collective).
+  gathered first (:func:`jaxbdl.training.distributed.to_host`, a collective).
   """
   out = {}
   for kp, leaf in jax.tree_util.tree_flatten_with_path(
@@ -765,12 +765,12 @@ def resumable_fit(fitter: train.Fitter,
   """Runs ``fitter`` for ``num_epochs`` with checkpoints; resumes if possible.
 
   Args:
-    fitter: from :func:`jaxbdl.train.make_fitter` (or a run-vmapped one from
-      :func:`jaxbdl.parallel.vmap_fitter`; then ``state`` and ``key`` carry a
+    fitter: from :func:`jaxbdl.training.train.make_fitter` (or a run-vmapped one from
+      :func:`jaxbdl.training.parallel.vmap_fitter`; then ``state`` and ``key`` carry a
       leading run axis ``[R]``). Build it with
       ``step_wrapper=step_wrapper_for(on_nonfinite)``.
     state: the initial train state (used fresh, and as the restore target).
-      Place it (``jaxbdl.parallel.Strategy.state``) before calling.
+      Place it (``jaxbdl.training.parallel.Strategy.state``) before calling.
     train_data: pytree of arrays ``[N, ...]`` (``[R, N, ...]`` for per-run
       data); checked for NaN/inf here.
     key: the run's PRNG key (typed, ``jax.random.key``); epoch ``e`` uses
@@ -890,7 +890,7 @@ def _fit_locked(fitter, state, train_data, key, valid_data, *, num_epochs,
             f"on_nonfinite='skip' but the parameters became NaN/inf in epochs "
             f"{epoch}..{epoch + n - 1}: build the fitter with "
             "step_wrapper=resume.step_wrapper_for('skip') "
-            "(jaxbdl.train.skip_nonfinite)", epoch=err.epoch,
+            "(jaxbdl.training.train.skip_nonfinite)", epoch=err.epoch,
             steps=err.steps, quantity=err.quantity, run=err.run,
             checkpoint_path=ckpt_path)
       logging.warning("Skipped non-finite steps in %d epoch(s) of epochs "

@@ -19,7 +19,7 @@ along the whole inner path; it keeps multi-step fine-tuning stable where the
 single-step objective lets the support-loss curvature pass ``2 / alpha``.
 
 The meta-objective is written as a loss function of the shared training loop
-(:mod:`jaxbdl.train`), so a meta-step is ``train.make_train_step`` with a task
+(:mod:`jaxbdl.training.train`), so a meta-step is ``train.make_train_step`` with a task
 sampler in front of it. With ``num_steps=0`` the same objective is the loss of
 the *unadapted* network on every task: joint ("pre-trained on all tasks")
 training, the paper's baseline, with the same code path.
@@ -36,7 +36,12 @@ import jax.numpy as jnp
 import optax
 
 from jaxbdl import data
-from jaxbdl import train
+from jaxbdl.training import train
+
+__all__ = ["TaskBatch", "inner_adapt", "adaptation_curve",
+           "evaluate_adaptation", "maml_loss", "make_maml_loss_fn",
+           "make_meta_step", "make_meta_train", "sinusoid_task_sampler",
+           "mse_task_loss"]
 
 PyTree = Any
 # task_loss_fn(params, data) -> scalar loss on one task's data (e.g. (x, y)).
@@ -199,7 +204,7 @@ def maml_loss(task_loss_fn: TaskLossFn, params: PyTree, task_batch: TaskBatch,
 def make_maml_loss_fn(task_loss_fn: TaskLossFn, *, alpha: float,
                       num_steps: int, first_order: bool = False,
                       step_weights: tuple[float, ...] | None = None):
-  """Wraps :func:`maml_loss` as a loss of :mod:`jaxbdl.train`.
+  """Wraps :func:`maml_loss` as a loss of :mod:`jaxbdl.training.train`.
 
   Returns:
     ``loss_fn(params, model_state, task_batch, key) -> (loss, (model_state,

@@ -39,6 +39,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+__all__ = ["unpack_batch", "map_loss", "stateless", "flax_train_apply",
+           "make_map_loss_fn", "scale_loss"]
+
 PyTree = Any
 ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
 TrainApplyFn = Callable[[PyTree, PyTree, jax.Array, jax.Array],
@@ -130,7 +133,7 @@ def flax_train_apply(module: nn.Module, rng_name: str = "dropout") -> TrainApply
 
 def make_map_loss_fn(train_apply: TrainApplyFn, log_likelihood: LogLikelihood,
                      log_prior: LogPrior, num_data):
-  """Negative log joint as a train-loop loss (``jaxbdl.train`` contract).
+  """Negative log joint as a train-loop loss (``jaxbdl.training.train`` contract).
 
   Args:
     train_apply: ``(params, model_state, x, key) -> (outputs, new_model_state)``;

@@ -48,7 +48,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxbdl import networks
+from jaxbdl.nn import networks
 from jaxbdl._checks import softplus_inverse
 
 PyTree = Any

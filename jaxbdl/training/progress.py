@@ -1,7 +1,7 @@
 """Progress of long compiled loops: epoch, rate and ETA on one stderr line.
 
 A fit runs as ONE compiled program (``lax.scan`` over epochs, see
-:mod:`jaxbdl.train`), so Python sees nothing until it ends. As NumPyro's and
+:mod:`jaxbdl.training.train`), so Python sees nothing until it ends. As NumPyro's and
 BlackJAX's progress bars do, :func:`scan_callback` puts a
 ``jax.debug.callback`` into the scan body; the host side (:class:`_Bar`)
 throttles the printing (at most every ``min_interval`` seconds, plus the last

@@ -25,7 +25,7 @@ this is the classic baseline ``(f(x_i) - b_i) grad log q(x_i)``.
 A :class:`ControlVariate` is a NamedTuple of pure functions (``init``,
 ``function``, ``expected_value``, ``baseline``, ``update``; unused ones are
 ``None``). :func:`with_control_variate` pairs ANY
-:class:`jaxbdl.estimators.Estimator` with ANY control variate and returns a new
+:class:`jaxbdl.gradients.estimators.Estimator` with ANY control variate and returns a new
 estimator with the same contract:
 
 * stateless CV (``init is None``): an ``Estimator`` again:
@@ -73,7 +73,7 @@ Provided CVs:
 
 Cost of the combinator: the estimator runs on ``f`` and, if used, on ``h``
 and on the constant 1; baselines need ``f`` at the
-:func:`jaxbdl.estimators.draw_samples` points (``S`` extra evaluations).
+:func:`jaxbdl.gradients.estimators.draw_samples` points (``S`` extra evaluations).
 
 References:
   S. Mohamed, M. Rosca, M. Figurnov, A. Mnih. Monte Carlo Gradient Estimation
@@ -91,8 +91,8 @@ from typing import Any, Callable, NamedTuple, Union
 import jax
 import jax.numpy as jnp
 
-from jaxbdl import distributions as dists
-from jaxbdl import estimators as ests
+from jaxbdl.gradients import distributions as dists
+from jaxbdl.gradients import estimators as ests
 
 __all__ = [
     "ControlVariate", "StatefulEstimator", "MovingAverageState",

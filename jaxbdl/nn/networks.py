@@ -30,6 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["get_activation", "get_initializer", "count_params", "MLP",
+           "zero_perturbations", "CNN", "RNN"]
+
 PyTree = Any
 
 _ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {

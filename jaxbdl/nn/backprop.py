@@ -38,7 +38,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbdl import networks
+from jaxbdl.nn import networks
+
+__all__ = ["ACTIVATIONS", "activation_derivative", "init_two_layer_params",
+           "two_layer_forward", "two_layer_loss", "two_layer_backward",
+           "lecture_function", "lecture_function_grad", "lecture_domain",
+           "central_difference_grad", "LectureCheck", "check_lecture_function"]
 
 Params = dict[str, jax.Array]
 

@@ -2,7 +2,7 @@ r"""Multi-sample (importance-weighted) bounds and their gradient estimators.
 
 For a latent-variable model with joint ``log p_theta(x, z)`` (``x`` fixed,
 closed over) and an approximate posterior ``q_phi(z)`` from
-:mod:`jaxbdl.distributions`, draw ``z_1..z_K ~ q`` and set
+:mod:`jaxbdl.gradients.distributions`, draw ``z_1..z_K ~ q`` and set
 
   log w_k = log p_theta(x, z_k) - log q_phi(z_k),
   L_K = log (1/K sum_k w_k)      (Burda et al. 2016, eq. 8).
@@ -17,7 +17,7 @@ sample ``z`` (the event shape of ``dist``; ``theta`` the model parameters, any
 pytree, ``None`` allowed) and ``params`` is ``dist``'s parameter dict. The
 returned scalar's VALUE is the estimate of ``L_K`` and its ``jax.grad`` with
 respect to ``(theta, params)`` is the named gradient estimator (surrogate
-losses, like :mod:`jaxbdl.estimators`):
+losses, like :mod:`jaxbdl.gradients.estimators`):
 
 * :func:`iwae_bound`: ``L_K`` with reparameterised ``z_k`` (needs
   ``dist.reparameterized``); ``jax.grad`` is the IWAE gradient
@@ -55,8 +55,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxbdl import distributions as dists
-from jaxbdl import estimators as ests
+from jaxbdl.gradients import distributions as dists
+from jaxbdl.gradients import estimators as ests
 
 __all__ = ["log_weights", "iwae_bound", "dreg", "vimco",
            "leave_one_out_signal"]
@@ -70,7 +70,7 @@ _sg = jax.lax.stop_gradient
 
 def _check(dist: Any, what: str, needs_reparam: bool) -> None:
   if not isinstance(dist, dists.Distribution):
-    raise ValueError(f"{what}: dist must be a jaxbdl.distributions."
+    raise ValueError(f"{what}: dist must be a jaxbdl.gradients.distributions."
                      f"Distribution, got {dist!r}")
   if needs_reparam and not dist.reparameterized:
     raise ValueError(f"{what} needs a reparameterised q; {dist.name} is not "

@@ -3,13 +3,13 @@
 Everything a classifier's predictive ``p(c | x)`` is judged by in the
 dataset-shift literature (Ovadia et al. 2019):
 
-* proper scoring rules: the NLL (re-used from :mod:`jaxbdl.metrics`) and the
+* proper scoring rules: the NLL (re-used from :mod:`jaxbdl.evaluation.metrics`) and the
   Brier score ``BS = (1/N) sum_i sum_c (p_ic - 1[y_i = c])^2`` (Brier 1950)
   with Murphy's decomposition ``BS ~= REL - RES + UNC`` (Murphy 1973; the
   multi-class form of Ovadia et al. binning by predicted label);
 * calibration: the expected / maximum calibration error (ECE / MCE) of the
   top-label confidence with equal-width bins (Guo et al. 2017, Eq. 3, re-used
-  from :mod:`jaxbdl.metrics`) or adaptive equal-mass bins (Nixon et al. 2019),
+  from :mod:`jaxbdl.evaluation.metrics`) or adaptive equal-mass bins (Nixon et al. 2019),
   and the reliability-diagram data behind them;
 * uncertainty from ``S`` posterior samples ``probs [S, N, C]``: the
   predictive entropy ``H[p_bar]`` (total) = expected entropy
@@ -55,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbdl import metrics
+from jaxbdl.evaluation import metrics
 
 Array = jax.Array
 
@@ -283,7 +283,7 @@ def expected_calibration_error(labels: Array, probs: Array,
                                adaptive: bool = False) -> Array:
   """ECE ``= sum_b (|B_b| / N) |acc(B_b) - conf(B_b)|`` (Guo et al. Eq. 3).
 
-  Equal-width bins call :func:`jaxbdl.metrics.expected_calibration_error`;
+  Equal-width bins call :func:`jaxbdl.evaluation.metrics.expected_calibration_error`;
   ``adaptive=True`` uses equal-mass bins (Nixon et al. 2019), see
   :func:`calibration_bins`.
 

@@ -30,7 +30,7 @@ Conventions (shared by every distribution in this module):
   ``z = jax.random.gamma(key, alpha)``, whose custom JVP is
   ``dz/dalpha = -(dF(z; alpha)/dalpha) / p(z; alpha)`` (``F`` the CDF), so
   ``jax.grad`` through a sample is the implicit gradient and the ordinary
-  :data:`jaxbdl.estimators.pathwise` estimator covers these families.
+  :data:`jaxbdl.gradients.estimators.pathwise` estimator covers these families.
 * Capabilities are data: ``mean``/``covariance`` (delta-method control
   variates), ``weak_derivative`` (measure-valued estimators) are ``None``
   where a family lacks them; nothing dispatches on ``name``.

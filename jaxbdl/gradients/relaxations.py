@@ -1,11 +1,11 @@
 r"""Continuous relaxations of discrete variables and the estimators built on them.
 
 Gradients of ``E_{b ~ q(b; theta)}[f(b)]`` for a Bernoulli or Categorical
-``q`` (:mod:`jaxbdl.distributions`) with ``f`` a function that is also
+``q`` (:mod:`jaxbdl.gradients.distributions`) with ``f`` a function that is also
 DEFINED AND DIFFERENTIABLE ON THE RELAXED DOMAIN: reals in ``[0, 1]`` for a
 Bernoulli event ``[*E]``, points of the probability simplex ``[*E, K]`` for a
 Categorical (where a hard sample is ``one_hot(b)``). The score-function
-estimator (:data:`jaxbdl.estimators.score_function`) needs no such ``f``.
+estimator (:data:`jaxbdl.gradients.estimators.score_function`) needs no such ``f``.
 
 Concrete / Gumbel-softmax relaxations (Maddison et al. 2017; Jang et al.
 2017), temperature ``lambda > 0``:
@@ -27,15 +27,15 @@ Concrete / Gumbel-softmax relaxations (Maddison et al. 2017; Jang et al.
            / (sum_k pi_k y_k^(-lambda))^K.
 
 :func:`relaxed_bernoulli` and :func:`relaxed_categorical` are
-:class:`jaxbdl.distributions.Distribution` s (reparameterised) whose
+:class:`jaxbdl.gradients.distributions.Distribution` s (reparameterised) whose
 ``noise`` is the SAME base noise as ``Bernoulli`` / ``Categorical``
 (uniforms / Gumbels), so one key gives the hard and the relaxed sample.
 
-Estimators (:class:`jaxbdl.estimators.Estimator`, the contract of
+Estimators (:class:`jaxbdl.gradients.estimators.Estimator`, the contract of
 ``pathwise`` and ``score_function``: ``est(f, dist)(params, key, S)``,
 ``est.samples``, ``est.surrogate``; ``dist`` is ``Bernoulli`` or
 ``Categorical``; they compose with
-:func:`jaxbdl.control_variates.with_control_variate`):
+:func:`jaxbdl.gradients.control_variates.with_control_variate`):
 
 * :func:`gumbel_softmax` (``temperature``): ``grad_theta f(y)`` at the
   relaxed sample. BIASED: it is the exact gradient of ``E[f(y_lambda)]``,
@@ -100,8 +100,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbdl import distributions as dists
-from jaxbdl import estimators as ests
+from jaxbdl.gradients import distributions as dists
+from jaxbdl.gradients import estimators as ests
 
 __all__ = [
     "relaxed_bernoulli", "relaxed_categorical", "relaxed_sample",

@@ -76,7 +76,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbdl import kernels as kernels_lib
+from jaxbdl.gaussian_processes import kernels as kernels_lib
 
 Array = jax.Array
 
@@ -333,7 +333,7 @@ def make_kernel_fn(depth: int, activation: str = "relu"
   """Returns ``kernel_fn(params, x1, x2) -> [N, M]`` for GP code.
 
   ``params = {"sigma_w2": scalar, "sigma_b2": scalar}`` (both >= 0), the form
-  used by :func:`jaxbdl.gp.optimise_hyperparameters`.
+  used by :func:`jaxbdl.gaussian_processes.gp.optimise_hyperparameters`.
   """
   _validate_structure(depth, activation)
 

@@ -1,6 +1,6 @@
 """Per-layer gradient and activation diagnostics (vanishing / exploding gradients).
 
-For a :class:`jaxbdl.networks.MLP` and a per-example loss, computes for every
+For a :class:`jaxbdl.nn.networks.MLP` and a per-example loss, computes for every
 layer and every example
 
 * the norm of the gradient with respect to the layer's weight matrix,
@@ -20,7 +20,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxbdl import networks
+from jaxbdl.nn import networks
+
+__all__ = ["LayerStats", "layer_stats", "first_to_last_ratio"]
 
 PyTree = Any
 

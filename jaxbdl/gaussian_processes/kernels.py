@@ -164,7 +164,7 @@ def make_kernel_fn(name: str) -> KernelFn:
   """Returns ``kernel_fn(params, x1, x2) -> [N, M]`` for a named kernel.
 
   ``params`` is a dict ``{"lengthscale": scalar or [D], "variance": scalar}``
-  of positive values (the form used by :func:`jaxbdl.gp.optimise_hyperparameters`).
+  of positive values (the form used by :func:`jaxbdl.gaussian_processes.gp.optimise_hyperparameters`).
   Shapes and concrete values are checked on every call made outside jit.
   """
   kernel = get_kernel(name)

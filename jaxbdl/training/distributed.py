@@ -2,7 +2,7 @@
 
 One process runs per host (or per GPU); every process runs the same program.
 After :func:`initialize`, ``jax.devices()`` lists the devices of ALL processes,
-so the meshes of :mod:`jaxbdl.parallel` span the whole cluster, while
+so the meshes of :mod:`jaxbdl.training.parallel` span the whole cluster, while
 ``jax.local_devices()`` lists this process's devices. Each process reads only
 its share of the data (:func:`host_shard`) and :func:`global_array` stitches
 the per-process shards into one global ``jax.Array`` sharded along the mesh's

@@ -1,7 +1,7 @@
 """Scaling past one device: data-parallel steps and sharded run axes (SPMD).
 
 Two ways to use several devices with the one training loop of
-:mod:`jaxbdl.train`, both built from JAX's own SPMD machinery
+:mod:`jaxbdl.training.train`, both built from JAX's own SPMD machinery
 (``jax.sharding.Mesh``, ``NamedSharding``, ``PartitionSpec``, ``jax.jit``):
 
 * ``"data"`` -- **data parallelism**. A 1-D mesh with axis ``"data"`` over all
@@ -16,7 +16,7 @@ Two ways to use several devices with the one training loop of
   mesh axis ``"runs"``; each device trains ``R / num_devices`` whole runs and
   no communication is needed inside the step.
 * ``"none"`` (default) -- no mesh, no placement: the single-device code path is
-  exactly the one of :mod:`jaxbdl.train`.
+  exactly the one of :mod:`jaxbdl.training.train`.
 
 :func:`make_strategy` returns a :class:`Strategy`: a NamedTuple of pure
 placement functions (``loss``, ``state``, ``shared``, ``per_run``) that the
@@ -25,13 +25,13 @@ placed inputs. :func:`jit_data_parallel_step` additionally jits a single step
 with explicit ``in_shardings`` / ``out_shardings``.
 
 Multi-host: the meshes span ``jax.devices()`` (all devices of all processes
-after :func:`jaxbdl.distributed.initialize`); on one host these are the local
+after :func:`jaxbdl.training.distributed.initialize`); on one host these are the local
 devices. Placement (:func:`place`) then builds global arrays from the value
 every process holds (``jax.make_array_from_callback``: each process fills
 only its own devices' shards), and ``"none"`` with several processes becomes
 a replicated layout over all devices (every process computes the whole fit;
 the arrays are global, so orbax can checkpoint them). See
-:mod:`jaxbdl.distributed` for the launch and per-host data.
+:mod:`jaxbdl.training.distributed` for the launch and per-host data.
 
 References:
   Xu et al. (2021), GSPMD: General and scalable parallelization for ML
@@ -256,14 +256,14 @@ def make_strategy(name: str = "none",
 
 
 def vmap_fitter(fitter, *, data_axis: Optional[int] = None):
-  """Maps a :class:`jaxbdl.train.Fitter` over a leading run axis ``[R]``.
+  """Maps a :class:`jaxbdl.training.train.Fitter` over a leading run axis ``[R]``.
 
   The returned fitter has the same three functions, taking and returning fit
   states stacked along axis 0 and a stacked key ``[R]``. ``data_axis=None``
   shares the training/validation data between runs (seeds, members);
   ``data_axis=0`` gives each run its own data ``[R, N, ...]`` (splits).
   """
-  from jaxbdl import train  # Local import: train does not depend on parallel.
+  from jaxbdl.training import train  # Local import: train does not depend on parallel.
 
   def run_epochs(fit_state, train_data, key, valid_data=None, *, num_epochs):
     one = lambda fs, td, k, vd: fitter.run_epochs(fs, td, k, vd,

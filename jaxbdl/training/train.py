@@ -39,7 +39,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxbdl import progress
+from jaxbdl.training import progress
+
+__all__ = ["TrainState", "init_train_state", "make_train_step", "jit_step",
+           "skip_nonfinite", "num_batches", "make_epoch", "EarlyStoppingState",
+           "FitState", "Fitter", "make_fitter", "make_fit", "check_finite_data"]
 
 PyTree = Any
 Metrics = Mapping[str, jax.Array]
@@ -282,7 +286,7 @@ def make_fitter(loss_fn: LossFn,
     step_wrapper: optional combinator applied to the step, e.g.
       :func:`skip_nonfinite`.
     progress_label: names the loop on the progress line that
-      :mod:`jaxbdl.progress` prints (when enabled at trace time: a terminal,
+      :mod:`jaxbdl.training.progress` prints (when enabled at trace time: a terminal,
       not under pytest) with the epoch, loss, epochs/s and ETA.
   """
   if patience is not None:

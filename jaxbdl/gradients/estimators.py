@@ -5,7 +5,7 @@ Each estimator approximates
   grad_theta E_{q(x; theta)}[f(x)],
 
 for ``theta`` the parameter dict of a distribution from
-:mod:`jaxbdl.distributions` and ``f`` a function of ONE sample ``x`` (shape of
+:mod:`jaxbdl.gradients.distributions` and ``f`` a function of ONE sample ``x`` (shape of
 the distribution's event) returning a scalar. ``f`` must not depend on
 ``theta``; if it does, differentiate that dependence separately (chain rule).
 
@@ -23,7 +23,7 @@ Design. An estimator is an :class:`Estimator`, a NamedTuple of two factories:
   gives the AVERAGE of the ``num_samples`` single-sample estimates.
 
 So ``pathwise(f, dist)`` is ``average(pathwise.samples(f, dist))``;
-combinators such as :func:`jaxbdl.control_variates.with_control_variate` take
+combinators such as :func:`jaxbdl.gradients.control_variates.with_control_variate` take
 an ``Estimator`` and return a new one, so any estimator pairs with any control
 variate. ``num_samples`` must be a static positive Python int
 (``jax.jit(grad_fn, static_argnums=2)``); a batch of keys is a ``jax.vmap``
@@ -85,7 +85,7 @@ Estimators (Mohamed et al. 2020, sections 4-6):
   for the Poisson; optax's former ``measure_valued_estimation_{mean,std}``
   coupling); :data:`measure_valued_uncoupled` draws them independently
   (Mohamed et al. 2020 sec. 6.3; higher variance, shown in
-  :func:`jaxbdl.quadrature.measure_valued_variance`). Cost: ``2 P D``
+  :func:`jaxbdl.gradients.quadrature.measure_valued_variance`). Cost: ``2 P D``
   evaluations of ``f`` per sample (``P`` parameters of ``D`` entries each),
   no derivatives of ``f``.
 
@@ -107,7 +107,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxbdl import distributions as dists
+from jaxbdl.gradients import distributions as dists
 
 __all__ = [
     "Estimator", "pathwise", "score_function", "measure_valued",
@@ -204,7 +204,7 @@ def _scalar_f(f: Fn, x: Array) -> Array:
 
 def _check_dist(dist: Any) -> dists.Distribution:
   if not isinstance(dist, dists.Distribution):
-    raise ValueError(f"dist must be a jaxbdl.distributions.Distribution "
+    raise ValueError(f"dist must be a jaxbdl.gradients.distributions.Distribution "
                      f"(e.g. distributions.Normal), got {dist!r}")
   return dist
 
