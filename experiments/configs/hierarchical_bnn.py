@@ -24,11 +24,17 @@ def get_config(arg=None):
   c.max_num_doublings = 8
   c.grid_points = 60            # decision-surface plot, per axis
   c.plot_tasks = 6
-  if arg == "quick":
-    c.num_tasks = 4
-    c.num_warmup = 150
-    c.num_samples = 60
-    c.max_num_doublings = 5
-    c.grid_points = 20
+  if arg == "medium":
+    # The full data and model, a shorter chain (fits the shared 2-core
+    # machine; the book's 1000 + 500 with tree depth 8 did not).
+    c.num_warmup = 300
+    c.num_samples = 200
+    c.max_num_doublings = 6
+  elif arg == "quick":
+    c.num_tasks = 3
+    c.num_warmup = 80
+    c.num_samples = 20
+    c.max_num_doublings = 4
+    c.grid_points = 10
     c.plot_tasks = 2
   return c
