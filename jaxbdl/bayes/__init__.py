@@ -1,14 +1,15 @@
 """Bayesian inference: one protocol per concept.
 
-``likelihoods`` (observation models), ``priors``, ``elbo`` (the one ELBO and
-the mean-field family), ``posterior`` (the interface of a posterior
-approximation), one module per method (``map_estimate``, ``mfvi``,
-``mc_dropout``, ``ensembles``, ...) and ``registry`` (the list of methods).
+``likelihoods`` (observation models), ``priors``, ``elbo`` (the one ELBO),
+``families`` (its variational families: mean field, full rank, low rank),
+``posterior`` (the interface of a posterior approximation), one module per
+method (``map_estimate``, ``mfvi``, ``mc_dropout``, ``ensembles``, ...) and
+``registry`` (the list of methods).
 Submodules load on first use: ``from jaxbdl.bayes import registry``.
 """
 import importlib
 
-__all__ = ["likelihoods", "priors", "elbo", "posterior", "registry",
+__all__ = ["likelihoods", "priors", "elbo", "families", "posterior", "registry",
            "map_estimate", "mfvi", "mc_dropout", "ensembles"]
 
 
