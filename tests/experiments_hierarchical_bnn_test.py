@@ -61,6 +61,7 @@ def test_hierarchical_log_density_matches_direct_formula():
   np.testing.assert_allclose(float(got), want, rtol=1e-5)
 
 
+@pytest.mark.slow  # two NUTS programs: ~60 s CPU, 115 s wall at load 12
 def test_quick_run_beats_chance_and_writes_outputs(tmp_path):
   config = config_lib.get_config("quick")
   res = hierarchical_bnn.run(config, str(tmp_path))
