@@ -1,11 +1,13 @@
-"""The ONE evidence lower bound, and the mean-field Gaussian family it trains.
+"""The ONE evidence lower bound, for any Gaussian variational family.
 
 The approximate posterior over the weights ``W`` (any pytree, e.g. a Flax
-``params`` dict) is the fully factorised Gaussian
+``params`` dict) is by default the fully factorised Gaussian
 
   ``q(W) = prod_i N(w_i; mu_i, sigma_i^2)``,  ``sigma_i = softplus(rho_i)``,
 
-stored as ``{"loc": mu, "raw_scale": rho}`` (two pytrees shaped like ``W``).
+stored as ``{"loc": mu, "raw_scale": rho}`` (two pytrees shaped like ``W``);
+the family is data (``jaxbdl.bayes.families``: mean field, full rank,
+low rank plus diagonal), given to :func:`weight_space`.
 Training maximises (Graves 2011; Blundell et al. 2015, Eq. 1-2)
 
   ``ELBO = (1/T) E_q[log p(D | W)] - KL(q(W) || p(W)) <= log p(D)``
@@ -50,7 +52,8 @@ from jax.flatten_util import ravel_pytree
 
 from jaxbdl.gradients import distributions
 from jaxbdl.gradients import estimators
-from jaxbdl._checks import check_positive_int, softplus_inverse
+from jaxbdl._checks import check_positive_int
+from jaxbdl.bayes import families
 from jaxbdl.bayes import likelihoods as lik_lib
 from jaxbdl.bayes import priors as prior_lib
 
@@ -68,57 +71,14 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------
-# The mean-field Gaussian family over a pytree.
+# The mean-field family (defined in jaxbdl.bayes.families) is the default.
 
-
-def init_mean_field(params: PyTree, init_scale: float = 1e-3) -> dict:
-  """``{"loc": params, "raw_scale": rho}`` with ``softplus(rho) = init_scale``."""
-  if not init_scale > 0:
-    raise ValueError(f"init_scale must be > 0, got {init_scale!r}")
-  rho = softplus_inverse(init_scale)
-  return {"loc": params,
-          "raw_scale": _tmap(lambda p: jnp.full(jnp.shape(p), rho,
-                                                jnp.result_type(p)), params)}
-
-
-def _check_q(q: Any) -> None:
-  if not isinstance(q, dict) or set(q) != {"loc", "raw_scale"}:
-    keys = sorted(q) if isinstance(q, dict) else type(q).__name__
-    raise ValueError("variational params must be a dict with keys "
-                     f"['loc', 'raw_scale'], got {keys}")
-
-
-def to_normal(q: dict) -> dict:
-  """``{"loc": mu, "scale": softplus(rho)}`` (pytrees shaped like ``W``)."""
-  _check_q(q)
-  return {"loc": q["loc"], "scale": _tmap(jax.nn.softplus, q["raw_scale"])}
-
-
-def sample_params(q: dict, key: Array) -> PyTree:
-  """One reparameterised sample ``W = mu + sigma * eps`` with ONE noise vector
-  ``eps ~ N(0, I_P)`` over the raveled weights (so a pytree q and its
-  :func:`ravel_model` form draw the same sample for the same key)."""
-  n = to_normal(q)
-  loc, unravel = ravel_pytree(n["loc"])
-  scale, _ = ravel_pytree(n["scale"])
-  return unravel(distributions.Normal.sample({"loc": loc, "scale": scale},
-                                             key))
-
-
-def log_q(q: dict, w: PyTree) -> Array:
-  """``log q(W)`` summed over all weights (scalar)."""
-  n = to_normal(q)
-  return prior_lib.tree_sum(_tmap(
-      lambda m, s, x: distributions.Normal.log_prob({"loc": m, "scale": s}, x),
-      n["loc"], n["scale"], w))
-
-
-def entropy(q: dict) -> Array:
-  """``H[q] = sum_i (0.5 log(2 pi e) + log sigma_i)`` (scalar)."""
-  n = to_normal(q)
-  return prior_lib.tree_sum(_tmap(
-      lambda m, s: distributions.Normal.entropy({"loc": m, "scale": s}),
-      n["loc"], n["scale"]))
+init_mean_field = families.init_mean_field
+to_normal = families.to_normal
+sample_params = families.sample_params
+log_q = families.log_q
+entropy = families.entropy
+_MF = families.MEAN_FIELD
 
 
 class RaveledModel(NamedTuple):
@@ -165,17 +125,23 @@ class VariationalModel(NamedTuple):
     apply: ``(W, x) -> outputs`` for an explicit weight sample, or ``None``
       when the model samples internally (then only a closed-form KL and the
       reparameterised data term apply).
+    family: the ``jaxbdl.bayes.families.Family`` of ``mean_field(q)``
+      (mean field unless :func:`weight_space` is given another).
   """
   stochastic_apply: Callable[[PyTree, Array, Array], Array]
   mean_field: Callable[[PyTree], dict]
   apply: Optional[Callable[[PyTree, Array], Array]]
+  family: families.Family = _MF
 
 
-def weight_space(apply_fn: Callable[[PyTree, Array], Array]) -> VariationalModel:
-  """Explicit weight samples ``W ~ q`` fed to ``apply_fn(W, x)``."""
+def weight_space(apply_fn: Callable[[PyTree, Array], Array],
+                 family: families.Family = _MF) -> VariationalModel:
+  """Explicit weight samples ``W ~ q`` (``q`` in ``family``: mean field,
+  ``families.fullrank()``, ``families.lowrank(R)``) fed to
+  ``apply_fn(W, x)``."""
   return VariationalModel(
-      lambda q, x, key: apply_fn(sample_params(q, key), x),
-      lambda q: q, apply_fn)
+      lambda q, x, key: apply_fn(families.draw(family, q, key), x),
+      lambda q: q, apply_fn, family)
 
 
 def layerwise(stochastic_apply: Callable[[PyTree, Array, Array], Array],
@@ -185,42 +151,47 @@ def layerwise(stochastic_apply: Callable[[PyTree, Array, Array], Array],
 
 
 # ---------------------------------------------------------------------------
-# KL estimators: kl_estimator(prior, theta, q, w) -> scalar (q mean-field).
+# KL estimators: kl_estimator(prior, theta, q, w, family=mean field) -> scalar.
 
 
 def analytic_kl(prior: prior_lib.Prior, theta: PyTree, q: dict,
-                w: Optional[PyTree]) -> Array:
-  """Closed-form ``KL(q || p)``; ``w`` is unused."""
+                w: Optional[PyTree], family: families.Family = _MF) -> Array:
+  """Closed-form ``KL(q || p)`` (``family.kl(prior)``); ``w`` is unused."""
   del w
-  if prior.kl is None:
-    raise ValueError(f"prior {prior.name} has no closed-form KL; use mc_kl or "
-                     "stl_kl")
-  n = to_normal(q)
-  return prior.kl(theta, n["loc"], n["scale"])
+  kl = family.kl(prior)
+  if kl is None:
+    raise ValueError(f"prior {prior.name} has no closed-form KL to the "
+                     f"{family.name} family; use mc_kl or stl_kl")
+  return kl(theta, q)
 
 
-def mc_kl(prior: prior_lib.Prior, theta: PyTree, q: dict, w: PyTree) -> Array:
+def mc_kl(prior: prior_lib.Prior, theta: PyTree, q: dict, w: PyTree,
+          family: families.Family = _MF) -> Array:
   """One-sample estimate ``log q(w) - log p(w)`` at the sample ``w``."""
-  return log_q(q, w) - prior.log_prob(theta, w)
+  return family.log_q(q, w) - prior.log_prob(theta, w)
 
 
-def stl_kl(prior: prior_lib.Prior, theta: PyTree, q: dict, w: PyTree) -> Array:
+def stl_kl(prior: prior_lib.Prior, theta: PyTree, q: dict, w: PyTree,
+           family: families.Family = _MF) -> Array:
   """"Sticking the landing" (Roeder et al. 2017): ``log q`` with
   ``stop_gradient`` on q's parameters, so only the path derivative remains."""
-  return log_q(jax.lax.stop_gradient(q), w) - prior.log_prob(theta, w)
+  return (family.log_q(jax.lax.stop_gradient(q), w)
+          - prior.log_prob(theta, w))
 
 
 def auto_kl(prior: prior_lib.Prior, theta: PyTree, q: dict,
-            w: Optional[PyTree]) -> Array:
-  """:func:`analytic_kl` when the prior has one, else :func:`mc_kl`."""
-  if prior.kl is not None:
-    return analytic_kl(prior, theta, q, w)
-  return mc_kl(prior, theta, q, w)
+            w: Optional[PyTree], family: families.Family = _MF) -> Array:
+  """:func:`analytic_kl` when the family has one for the prior, else
+  :func:`mc_kl`."""
+  if family.kl(prior) is not None:
+    return analytic_kl(prior, theta, q, w, family)
+  return mc_kl(prior, theta, q, w, family)
 
 
-def _needs_sample(kl_estimator, prior: prior_lib.Prior) -> bool:
+def _needs_sample(kl_estimator, prior: prior_lib.Prior,
+                  family: families.Family) -> bool:
   return not (kl_estimator is analytic_kl
-              or (kl_estimator is auto_kl and prior.kl is not None))
+              or (kl_estimator is auto_kl and family.kl(prior) is not None))
 
 
 # ---------------------------------------------------------------------------
@@ -228,25 +199,25 @@ def _needs_sample(kl_estimator, prior: prior_lib.Prior) -> bool:
 
 
 def data_term(estimator, f: Callable[[PyTree], Array], q: dict,
-              key: Array) -> tuple[Array, PyTree]:
+              key: Array, family: families.Family = _MF
+              ) -> tuple[Array, PyTree]:
   """``(surrogate, w)``: a one-sample estimate of ``E_q[f(W)]`` whose gradient
-  w.r.t. ``q`` is ``estimator``'s (q seen as one diagonal
-  ``distributions.Normal`` over the raveled weights) and w.r.t. parameters
-  that ``f`` closes over is ``grad f(w)``; ``w`` is the sample it used.
+  w.r.t. ``q`` is ``estimator``'s (q seen as ONE distribution over the
+  raveled weights, ``family.distribution(q)``; the chain rule to q's own
+  parameters is ``jax.grad``'s) and w.r.t. parameters that ``f`` closes over
+  is ``grad f(w)``; ``w`` is the sample it used.
 
   Args:
     estimator: any ``jaxbdl.gradients.estimators.Estimator`` (or a control-variate
       composition of one); its ``reparameterized`` capability decides whether
       gradients flow through ``w``.
+    family: q's ``jaxbdl.bayes.families.Family`` (mean field by default).
   """
-  n = to_normal(q)
-  loc, unravel = ravel_pytree(n["loc"])
-  scale, _ = ravel_pytree(n["scale"])
-  dist_params = {"loc": loc, "scale": scale}
-  value = estimator.surrogate(lambda x: f(unravel(x)), distributions.Normal)(
+  dist, dist_params = family.distribution(q)
+  _, unravel = ravel_pytree(q["loc"])
+  value = estimator.surrogate(lambda x: f(unravel(x)), dist)(
       dist_params, key, 1)
-  w = unravel(estimators.draw_samples(distributions.Normal, dist_params, key,
-                                      1)[0])
+  w = unravel(estimators.draw_samples(dist, dist_params, key, 1)[0])
   if not _reparameterized(estimator):
     # The surrogate stops gradients through f(x); add grad f(w) for the
     # parameters f closes over (the value is unchanged).
@@ -341,7 +312,9 @@ def elbo_terms(params: dict, x: Array, y: Array, key: Array, *,
       raise ValueError(f"log_prob must return [B] = [{b}], got {ll.shape}")
     return scale * jnp.sum(ll)
 
-  explicit = estimator is not None or _needs_sample(kl_estimator, prior)
+  family = model.family
+  explicit = (estimator is not None
+              or _needs_sample(kl_estimator, prior, family))
   if explicit and model.apply is None:
     raise ValueError("this variational model samples inside its layers: it "
                      "needs estimator=None and a prior with a closed-form KL "
@@ -350,10 +323,12 @@ def elbo_terms(params: dict, x: Array, y: Array, key: Array, *,
   def one(k):
     if not explicit:
       data = data_fn(model.stochastic_apply(q, x, k))
-      return data, kl_estimator(prior, theta, model.mean_field(q), None)
+      return data, kl_estimator(prior, theta, model.mean_field(q), None,
+                                family)
     est = estimators.pathwise if estimator is None else estimator
-    data, w = data_term(est, lambda w: data_fn(model.apply(w, x)), q, k)
-    return data, kl_estimator(prior, theta, q, w)
+    data, w = data_term(est, lambda w: data_fn(model.apply(w, x)), q, k,
+                        family)
+    return data, kl_estimator(prior, theta, q, w, family)
 
   data, kl = jax.vmap(one)(jax.random.split(key, num_samples))
   data, kl = jnp.mean(data), jnp.mean(kl)
@@ -371,11 +346,12 @@ def make_loss_fn(model: VariationalModel, likelihood: lik_lib.Likelihood,
     negative expected log-likelihood).
   """
   check_positive_int("num_samples", num_samples)
-  if kl_estimator is analytic_kl and prior.kl is None:
-    raise ValueError(f"prior {prior.name} has no closed-form KL; use mc_kl, "
-                     "stl_kl or auto_kl")
+  if kl_estimator is analytic_kl and model.family.kl(prior) is None:
+    raise ValueError(f"prior {prior.name} has no closed-form KL to the "
+                     f"{model.family.name} family; use mc_kl, stl_kl or "
+                     "auto_kl")
   if (estimator is not None and not _reparameterized(estimator)
-      and _needs_sample(kl_estimator, prior)):
+      and _needs_sample(kl_estimator, prior, model.family)):
     raise ValueError("a non-reparameterised data estimator (e.g. "
                      "score_function) needs a closed-form KL (analytic_kl, or "
                      f"auto_kl with a prior that has one); prior {prior.name}")

@@ -16,7 +16,9 @@ chunked over inputs (``config.predict_batch_size``).
 
 Config fields: ``num_epochs``, ``batch_size``, ``init_scale`` (initial
 posterior standard deviation), ``num_train_samples``,
-``num_predict_samples``, ``kl`` (``"auto" | "analytic" | "mc" | "stl"``).
+``num_predict_samples``, ``kl`` (``"auto" | "analytic" | "mc" | "stl"``),
+``estimator`` (data term: ``"pathwise" | "score_function"``; the score
+function needs a closed-form KL and explicit weight samples).
 Hyper-parameters: ``learning_rate``, ``temperature`` and the model's.
 
 References:
@@ -32,14 +34,19 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from jaxbdl.bayes import bayesian_layers
+from jaxbdl.gradients import estimators
 from jaxbdl.nn import networks
 from jaxbdl.bayes import elbo
 from jaxbdl.bayes import posterior as post_lib
 
-__all__ = ["make", "make_lrt", "make_flipout", "KL_ESTIMATORS"]
+__all__ = ["make", "make_lrt", "make_flipout", "variational", "KL_ESTIMATORS",
+           "ESTIMATORS"]
 
 KL_ESTIMATORS = {"auto": elbo.auto_kl, "analytic": elbo.analytic_kl,
                  "mc": elbo.mc_kl, "stl": elbo.stl_kl}
+# Data-term gradient: "pathwise" = reparameterised forward passes
+# (``estimator=None``: the model's own sampling, also LRT / Flipout).
+ESTIMATORS = {"pathwise": None, "score_function": estimators.score_function}
 
 
 def _kl(config):
@@ -50,12 +57,22 @@ def _kl(config):
   return KL_ESTIMATORS[name]
 
 
-def _variational(name: str, model: post_lib.Model, config, build, init_q):
-  """A Posterior from ``build(xshape) -> VariationalModel`` and
-  ``init_q(key, xshape) -> q``."""
+def _estimator(config):
+  name = config.get("estimator", "pathwise")
+  if name not in ESTIMATORS:
+    raise ValueError(f"unknown data-term estimator {name!r}; valid: "
+                     f"{sorted(ESTIMATORS)}")
+  return ESTIMATORS[name]
+
+
+def variational(name: str, model: post_lib.Model, config, build, init_q):
+  """A Posterior trained by the core ELBO (``elbo.make_loss_fn``) from
+  ``build(xshape) -> VariationalModel`` and ``init_q(key, xshape) -> q``
+  (used by every VI method, also ``gaussian_vi``)."""
   num_train = int(config.get("num_train_samples", 1))
   num_predict = int(config.num_predict_samples)
   kl_estimator = _kl(config)
+  estimator = _estimator(config)
 
   def predict_with(vmodel, params, x, key, hp, num):
     lik = model.likelihood(hp)
@@ -74,7 +91,7 @@ def _variational(name: str, model: post_lib.Model, config, build, init_q):
     params = elbo.init_params(init_q(k_init, xshape), prior, lik,
                               vmodel.mean_field)
     loss_fn = elbo.make_loss_fn(vmodel, lik, prior, n, num_train,
-                                kl_estimator,
+                                kl_estimator, estimator,
                                 temperature=hp.get("temperature", 1.0))
     eval_fn = post_lib.validation_nll(
         lambda p, xv: predict_with(vmodel, p, xv, jax.random.key(0), hp, 10))
@@ -118,7 +135,7 @@ def make(model: post_lib.Model, config) -> post_lib.Posterior:
       w = ravel_pytree(w)[0]
     return elbo.init_mean_field(w, init_scale)
 
-  return _variational("mfvi", model, config, build, init_q)
+  return variational("mfvi", model, config, build, init_q)
 
 
 def _make_layers(name: str, layer: str, model: post_lib.Model, config):
@@ -138,7 +155,7 @@ def _make_layers(name: str, layer: str, model: post_lib.Model, config):
     k1, k2 = jax.random.split(key)
     return bmlp.init({"params": k1, "sample": k2}, _zeros(xshape))["params"]
 
-  return _variational(name, model, config, lambda xshape: vmodel, init_q)
+  return variational(name, model, config, lambda xshape: vmodel, init_q)
 
 
 def make_lrt(model: post_lib.Model, config) -> post_lib.Posterior:
