@@ -154,3 +154,21 @@ def test_command_block_equals_recorded_args(tmp_path):
   assert regen_docs.render_command(root, {"source": "c.json"}) == (
       "`python bench/c.py --n 2`")
 
+
+def test_benchmarks_numpyro_commands_match_json():
+  """Issue 13: BENCHMARKS.md's NumPyro command lines equal the JSON's."""
+  import shlex
+  with open(regen_docs.os.path.join(regen_docs.ROOT, "BENCHMARKS.md")) as f:
+    text = f.read()
+  for name in ("bnn_step_vs_numpyro", "core_vs_numpyro", "nuts_vs_numpyro",
+               "reparam_vs_numpyro"):
+    doc = json.load(open(regen_docs.os.path.join(
+        regen_docs.ROOT, "bench", "results", f"{name}.json")))
+    line = next(ln for ln in text.split("\n")
+                if ln.startswith("`") and f"bench/{name}.py" in ln)
+    tokens = shlex.split(line.strip("`"))
+    recorded = {k: str(v) for k, v in doc["args"].items()}
+    given = dict(zip(tokens[2::2], tokens[3::2]))
+    assert given, line
+    for flag, value in given.items():
+      assert recorded[flag.lstrip("-")] == value, (name, flag)
