@@ -450,6 +450,28 @@ def render_core_vs_numpyro(root: str, opts: Mapping[str, str]) -> str:
           + _provenance_line(doc))
 
 
+_GPU_LOG = "docs/results_gpu/runtimes.txt"
+
+
+def render_gpu_run(root: str, opts: Mapping[str, str]) -> str:
+  """Device, versions and experiment count of the GPU run's log."""
+  where = opts.get("_where", "gpu_run")
+  path = os.path.join(root, _GPU_LOG)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{where}: no {_GPU_LOG}")
+  with open(path, encoding="utf-8") as f:
+    lines = f.read().split("\n")
+  gpu = next((m[1] for ln in lines if (m := re.match(r"GPU \d+: (.+?) \(",
+                                                       ln))), "not recorded")
+  versions = next((ln.split(" [")[0] for ln in lines
+                   if ln.startswith("jax ")), "not recorded")
+  runs = sum(bool(re.match(r"\S+ rc=\d+ seconds=", ln)) for ln in lines)
+  versions = re.sub(r"(\S+) (\S+)", r"\1 \2,", versions).rstrip(",")
+  return (f"{gpu}; {versions}; {runs} experiments started together "
+          f"(`{_GPU_LOG}`; commit and date not recorded).")
+
+
+RENDERERS["gpu_run"] = render_gpu_run
 RENDERERS["uci_mfvi_change"] = render_uci_mfvi_change
 RENDERERS["core_vs_numpyro_targets"] = render_core_vs_numpyro
 

@@ -172,3 +172,13 @@ def test_benchmarks_numpyro_commands_match_json():
     assert given, line
     for flag, value in given.items():
       assert recorded[flag.lstrip("-")] == value, (name, flag)
+
+
+def test_gpu_run_line(tmp_path):
+  (tmp_path / "docs" / "results_gpu").mkdir(parents=True)
+  (tmp_path / "docs" / "results_gpu" / "runtimes.txt").write_text(
+      "a rc=0 seconds=30\nb rc=1 seconds=9\nGPU 0: NVIDIA X1 (UUID: 1)\n"
+      "jax 0.11.2 flax 0.12.10 [CudaDevice(id=0)]\n")
+  assert regen_docs.render_gpu_run(str(tmp_path), {}) == (
+      "NVIDIA X1; jax 0.11.2, flax 0.12.10; 2 experiments started together "
+      "(`docs/results_gpu/runtimes.txt`; commit and date not recorded).")
