@@ -144,9 +144,10 @@ def provenance_fields(doc: Any) -> dict:
     if isinstance(doc.get(key), dict):
       merged.update(doc[key])
   plat = merged.get("platform")
-  if isinstance(plat, dict):
-    device = f"{plat.get('backend') or '?'} ({plat.get('device_kind') or '?'})"
-  else:
+  if isinstance(plat, dict) and plat.get("backend"):
+    device = f"{plat['backend']} ({plat.get('device_kind') or '?'})"
+  else:   # a peer-only parent process records no backend: use the workers'
+    plat = plat.get("system") if isinstance(plat, dict) else plat
     device = merged.get("device") or next(iter(_find(doc, "device")), None)
     device = device or plat or merged.get("machine")
     cpus = merged.get("cpus") or merged.get("cpu_count")
