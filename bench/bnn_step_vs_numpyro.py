@@ -350,7 +350,8 @@ def main():
       {"rounds": rounds, "summary": summary, "rows": rows,
        "headline_speedup": headline,
        "loadavg_before": load_before, "loadavg_after": load_after,
-       "args": {k: v for k, v in vars(args).items() if k != "worker"}})
+       "args": {k: v for k, v in vars(args).items() if k != "worker"},
+       "provenance": results_lib.provenance()})
   results_lib.atomic_write_text(
       os.path.join(args.out_dir, "bnn_step_vs_numpyro.md"), table)
   print(table)

@@ -397,7 +397,8 @@ def main():
       {"results": res, "summary": summary, "loadavg_before": load_before,
        "loadavg_after": load_after,
        "command": " ".join(sys.argv),
-       "args": {k: v for k, v in vars(args).items() if k != "worker"}})
+       "args": {k: v for k, v in vars(args).items() if k != "worker"},
+       "provenance": results_lib.provenance()})
   results_lib.atomic_write_text(
       os.path.join(args.out_dir, "core_vs_numpyro.md"), table)
   print(table)

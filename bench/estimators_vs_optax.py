@@ -336,7 +336,8 @@ def drive(args):
       f"{check_table}")
   os.makedirs(os.path.join(REPO, "bench", "results"), exist_ok=True)
   base = os.path.join(REPO, "bench", "results", "estimators_vs_optax")
-  results_lib.atomic_write_json(base + ".json", res)
+  results_lib.atomic_write_json(
+      base + ".json", {**res, "provenance": results_lib.provenance()})
   results_lib.atomic_write_text(base + ".md", text)
   print(text)
   if not all(c["same_mean"] for c in checks):

@@ -177,7 +177,8 @@ def main() -> None:
         f"`{env['command']}`\n")
   os.makedirs(os.path.dirname(args.out), exist_ok=True)
   results_lib.atomic_write_json(args.out + ".json",
-                                {"environment": env, "results": records})
+                                {"environment": env, "results": records,
+                                 "provenance": results_lib.provenance()})
   results_lib.atomic_write_text(args.out + ".md", md)
   print(md)
 

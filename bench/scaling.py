@@ -211,7 +211,9 @@ def _write(name: str, results: dict, table: str) -> None:
   from jaxbdl.evaluation import results as results_lib
   out = os.path.join(ROOT, "bench", "results")
   os.makedirs(out, exist_ok=True)
-  results_lib.atomic_write_json(os.path.join(out, name + ".json"), results)
+  results_lib.atomic_write_json(os.path.join(out, name + ".json"),
+                                {**results,
+                                 "provenance": results_lib.provenance()})
   results_lib.atomic_write_text(os.path.join(out, name + ".md"), table)
   print(table)
 
