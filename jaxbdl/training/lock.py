@@ -27,7 +27,6 @@ class WorkdirLockedError(RuntimeError):
     self.holder = holder
 
 
-
 def _lock_name() -> str:
   i = jax.process_index()
   return _LOCK if i == 0 else f"{_LOCK}.p{i}"

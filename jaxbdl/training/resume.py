@@ -237,8 +237,6 @@ def _validate(num_epochs, checkpoint_every_epochs, keep, on_nonfinite,
                              "is not a directory")
 
 
-
-
 def resumable_fit(fitter: train.Fitter,
                   state: train.TrainState,
                   train_data: PyTree,
