@@ -10,7 +10,8 @@ heuristic: after each proposal the GP is conditioned on a fantasy observation
 equal to its posterior mean there (hyper-parameters kept), and the next point
 maximises the acquisition under that posterior.
 
-Acquisitions are data: an :class:`Acquisition` is a pure
+Acquisitions are data (:mod:`jaxbdl.gaussian_processes.acquisitions`,
+re-exported here): an :class:`Acquisition` is a pure
 ``score(mean [M], var [M], best, key) -> [M]`` (larger = more promising) and a
 flag saying whether it may be maximised by gradients (Thompson sampling draws
 one joint posterior sample on a random candidate set instead). For
@@ -42,7 +43,6 @@ References:
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -51,6 +51,12 @@ import numpy as np
 
 from jaxbdl.gaussian_processes import gp
 from jaxbdl.gaussian_processes import kernels
+from jaxbdl.gaussian_processes.acquisitions import Acquisition
+from jaxbdl.gaussian_processes.acquisitions import ei
+from jaxbdl.gaussian_processes.acquisitions import expected_improvement
+from jaxbdl.gaussian_processes.acquisitions import lower_confidence_bound
+from jaxbdl.gaussian_processes.acquisitions import mc_expected_improvement
+from jaxbdl.gaussian_processes.acquisitions import thompson_sampling
 
 Array = jax.Array
 
@@ -60,61 +66,6 @@ __all__ = [
     "minimize", "to_unit", "from_unit", "branin", "hartmann6",
     "BRANIN_BOUNDS", "BRANIN_MINIMUM", "HARTMANN6_BOUNDS", "HARTMANN6_MINIMUM",
 ]
-
-
-# ----------------------------------------------------------------------------
-# Acquisitions.
-# ----------------------------------------------------------------------------
-
-
-class Acquisition(NamedTuple):
-  """``score(mean [M], var [M], best, key) -> [M]``; larger is better.
-
-  Attributes:
-    score: pure function of the GP predictive of the latent f.
-    differentiable: the score may be maximised by gradient refinement
-      (False for Thompson sampling, scored once on the candidates with a
-      joint posterior sample; ``score`` is then unused).
-    name: label for results.
-  """
-  score: Callable[[Array, Array, Array, Array], Array]
-  differentiable: bool
-  name: str
-
-
-def ei(mean: Array, var: Array, best: Array) -> Array:
-  """Closed-form expected improvement below ``best`` (Jones et al. Eq. 15), ``[M]``."""
-  s = jnp.sqrt(jnp.maximum(var, 1e-30))
-  z = (best - mean) / s
-  return (best - mean) * jax.scipy.stats.norm.cdf(z) + s * jax.scipy.stats.norm.pdf(z)
-
-
-def mc_expected_improvement(key: Array, mean: Array, var: Array, best: Array,
-                            num_samples: int) -> tuple[Array, Array]:
-  """Monte Carlo EI ``E[max(best - f, 0)]``, ``f ~ N(mean, var)``: (estimate, SE), ``[M]`` each."""
-  eps = jax.random.normal(key, (num_samples,) + jnp.shape(mean), jnp.result_type(mean))
-  imp = jnp.maximum(best - (mean[None] + jnp.sqrt(var)[None] * eps), 0.0)
-  return imp.mean(0), imp.std(0) / math.sqrt(num_samples)
-
-
-def expected_improvement() -> Acquisition:
-  """EI (the default)."""
-  return Acquisition(lambda m, v, best, key: ei(m, v, best), True, "ei")
-
-
-def lower_confidence_bound(beta: float = 4.0) -> Acquisition:
-  """Score ``-(m - sqrt(beta) s)`` (GP-UCB for minimisation, Srinivas et al. Eq. 6)."""
-  if not float(beta) >= 0:
-    raise ValueError(f"bo.lower_confidence_bound: beta must be >= 0, got {beta}")
-  root = math.sqrt(float(beta))
-  return Acquisition(
-      lambda m, v, best, key: -(m - root * jnp.sqrt(jnp.maximum(v, 0.0))),
-      True, f"lcb(beta={float(beta):g})")
-
-
-def thompson_sampling() -> Acquisition:
-  """Argmin of one joint posterior sample on the random candidate set."""
-  return Acquisition(lambda m, v, best, key: -m, False, "thompson")
 
 
 # ----------------------------------------------------------------------------
