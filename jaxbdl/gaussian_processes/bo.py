@@ -13,14 +13,9 @@ maximises the acquisition under that posterior.
 Acquisitions are data (:mod:`jaxbdl.gaussian_processes.acquisitions`,
 re-exported here): an :class:`Acquisition` is a pure
 ``score(mean [M], var [M], best, key) -> [M]`` (larger = more promising) and a
-flag saying whether it may be maximised by gradients (Thompson sampling draws
-one joint posterior sample on a random candidate set instead). For
-minimisation with incumbent ``best = min_i y_i`` and ``z = (best - m) / s``:
-
-- expected improvement  EI = (best - m) Phi(z) + s phi(z)   (Jones et al. 1998,
-  Eq. 15; Snoek et al. 2012, Eq. 2),
-- lower confidence bound -(m - sqrt(beta) s)   (Srinivas et al. 2010, Eq. 6),
-- Thompson sampling: argmin of one sample of f on the candidates.
+flag saying whether it may be maximised by gradients: expected improvement
+(the default), a lower confidence bound, or Thompson sampling (one joint
+posterior sample on a random candidate set).
 
 The acquisition is maximised inside ``jit``: ``num_candidates`` uniform points
 are scored, the best ``num_starts`` are refined by L-BFGS on ``logit(u)``
@@ -29,16 +24,10 @@ held in fixed-size buffers with a mask (:mod:`jaxbdl.gaussian_processes.gp` padd
 compiled ``propose`` program serves every round.
 
 References:
-  Jones, Schonlau & Welch (1998), "Efficient Global Optimization of Expensive
-    Black-Box Functions", J. Global Optimization 13, Eq. (15).
   Snoek, Larochelle & Adams (2012), "Practical Bayesian Optimization of
     Machine Learning Algorithms", NeurIPS, Eq. (2) and Sec. 3.
-  Srinivas, Krause, Kakade & Seeger (2010), "Gaussian Process Optimization in
-    the Bandit Setting", ICML, Eq. (6).
   Ginsbourger, Le Riche & Carraro (2010), "Kriging is well-suited to
     parallelize optimization", Sec. 3.1 (Kriging believer).
-  Thompson (1933); Kandasamy et al. (2018), "Parallelised Bayesian
-    Optimisation via Thompson Sampling", AISTATS.
 """
 from __future__ import annotations
 

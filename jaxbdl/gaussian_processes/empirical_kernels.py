@@ -37,7 +37,18 @@ __all__ = ["RandomMLP", "empirical_kernel", "sample_empirical_kernels",
 # ----------------------------------------------------------------------------
 
 
-class RandomMLP(nn.Module):
+class _FullyConnected(nn.Module):
+  """The architecture of :class:`RandomMLP` and :class:`NTKMLP` (their
+  attributes); they differ in the parameterisation only."""
+  depth: int
+  width: int
+  sigma_w2: float = 2.0
+  sigma_b2: float = 0.0
+  activation: str = "relu"
+  out_features: int = 1
+
+
+class RandomMLP(_FullyConnected):
   """Fully-connected net in NNGP parameterisation, for sampling at initialisation.
 
   ``depth`` hidden layers of ``width`` units, then a linear readout of
@@ -55,12 +66,6 @@ class RandomMLP(nn.Module):
     activation: one of ``ACTIVATIONS``.
     out_features: readout units (independent GP samples given the features).
   """
-  depth: int
-  width: int
-  sigma_w2: float = 2.0
-  sigma_b2: float = 0.0
-  activation: str = "relu"
-  out_features: int = 1
 
   def setup(self):
     kernel_init = nn.initializers.variance_scaling(self.sigma_w2, "fan_in",
@@ -167,7 +172,7 @@ class _NTKDense(nn.Module):
             + math.sqrt(self.sigma_b2) * beta[None, :])
 
 
-class NTKMLP(nn.Module):
+class NTKMLP(_FullyConnected):
   """Fully-connected net in NTK parameterisation (trainable omega, beta ~ N(0, 1)).
 
   Same architecture and attributes as :class:`RandomMLP`; at initialisation
@@ -175,12 +180,6 @@ class NTKMLP(nn.Module):
   (:func:`empirical_ntk` w.r.t. all parameters) converges to
   :func:`ntk_kernel` as ``width -> infinity``. Outputs ``[N, out_features]``.
   """
-  depth: int
-  width: int
-  sigma_w2: float = 2.0
-  sigma_b2: float = 0.0
-  activation: str = "relu"
-  out_features: int = 1
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
