@@ -56,10 +56,33 @@ Array = jax.Array
 
 __all__ = [
     "DenseReparam", "DenseLRT", "DenseFlipout", "BayesianMLP", "LAYERS",
-    "to_var_params",
+    "to_var_params", "mean_field_params",
 ]
 
 _PARAM_NAMES = ("kernel_loc", "kernel_raw_scale", "bias_loc", "bias_raw_scale")
+
+
+def mean_field_params(module: nn.Module, kernel_init, kernel_shape):
+  """Declares a Bayesian layer's mean-field posterior parameters.
+
+  ``kernel_loc`` (initialised by ``kernel_init``) and ``kernel_raw_scale``
+  of ``kernel_shape`` (last axis: output features ``K``), ``bias_loc`` and
+  ``bias_raw_scale`` ``[K]``; raw scales start at ``module.init_scale``
+  through the softplus.
+
+  Returns:
+    ``(kernel mean, kernel scale, bias mean, bias scale)``.
+  """
+  if not module.init_scale > 0:
+    raise ValueError(f"init_scale must be > 0, got {module.init_scale!r}")
+  rho = softplus_inverse(module.init_scale)
+  const = lambda key, shape: jnp.full(shape, rho, jnp.float32)
+  k = kernel_shape[-1]
+  m_w = module.param("kernel_loc", kernel_init, kernel_shape)
+  r_w = module.param("kernel_raw_scale", const, kernel_shape)
+  m_b = module.param("bias_loc", nn.initializers.zeros, (k,))
+  r_b = module.param("bias_raw_scale", const, (k,))
+  return m_w, jax.nn.softplus(r_w), m_b, jax.nn.softplus(r_b)
 
 
 class _BayesDense(nn.Module):
@@ -81,17 +104,8 @@ class _BayesDense(nn.Module):
     if x.ndim != 2:
       raise ValueError(f"{type(self).__name__} expects inputs [B, D], got "
                        f"shape {x.shape}")
-    if not self.init_scale > 0:
-      raise ValueError(f"init_scale must be > 0, got {self.init_scale!r}")
-    d, k = x.shape[-1], int(self.features)
-    rho = softplus_inverse(self.init_scale)
-    const = lambda key, shape: jnp.full(shape, rho, jnp.float32)
-    m_w = self.param("kernel_loc", networks.get_initializer(self.kernel_init),
-                     (d, k))
-    r_w = self.param("kernel_raw_scale", const, (d, k))
-    m_b = self.param("bias_loc", nn.initializers.zeros, (k,))
-    r_b = self.param("bias_raw_scale", const, (k,))
-    return m_w, jax.nn.softplus(r_w), m_b, jax.nn.softplus(r_b)
+    return mean_field_params(self, networks.get_initializer(self.kernel_init),
+                             (x.shape[-1], int(self.features)))
 
 
 class DenseReparam(_BayesDense):

@@ -57,7 +57,6 @@ References:
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import flax.linen as nn
@@ -76,11 +75,6 @@ __all__ = ["ConvReparam", "ConvLRT", "ConvFlipout", "CONV_LAYERS",
            "BayesianCNN", "bayesian_cnn_for", "make_lrt", "make_flipout"]
 
 _DN = ("NHWC", "HWIO", "NHWC")
-
-
-def _softplus_inverse(scale: float) -> float:
-  """``raw`` with ``softplus(raw) = scale`` (``log(expm1(scale))``)."""
-  return math.log(math.expm1(float(scale)))
 
 
 class _BayesConv(nn.Module):
@@ -117,18 +111,12 @@ class _BayesConv(nn.Module):
                        f"{self.padding!r}")
     kh, kw = (int(k) for k in self.kernel_size)
     shape = (kh, kw, x.shape[-1], int(self.features))
-    rho = _softplus_inverse(self.init_scale)
-    const = lambda key, shp: jnp.full(shp, rho, jnp.float32)
     init = networks.get_initializer(self.kernel_init)
 
     def kernel_init(key, shp):  # fans of the [kh kw C_in, C_out] matrix.
       return jnp.reshape(init(key, (kh * kw * shp[2], shp[3])), shp)
 
-    m_w = self.param("kernel_loc", kernel_init, shape)
-    r_w = self.param("kernel_raw_scale", const, shape)
-    m_b = self.param("bias_loc", nn.initializers.zeros, (shape[-1],))
-    r_b = self.param("bias_raw_scale", const, (shape[-1],))
-    return m_w, jax.nn.softplus(r_w), m_b, jax.nn.softplus(r_b)
+    return bayesian_layers.mean_field_params(self, kernel_init, shape)
 
   def _conv(self, x: Array, w: Array) -> Array:
     return jax.lax.conv_general_dilated(
@@ -226,13 +214,7 @@ class BayesianCNN(nn.Module):
     if self.pool not in ("avg", "max"):
       raise ValueError(f"unknown BayesianCNN.pool {self.pool!r}; valid: "
                        "['avg', 'max']")
-    if x.ndim == 2 and x.shape[1] == 64:
-      x = jnp.reshape(x, (x.shape[0], 8, 8, 1))
-    elif x.ndim == 3 and x.shape[1:] == (8, 8):
-      x = x[..., None]
-    elif not (x.ndim == 4 and x.shape[1:] == (8, 8, 1)):
-      raise ValueError("BayesianCNN expects images [N, 8, 8], [N, 8, 8, 1] "
-                       f"or [N, 64], got shape {x.shape}")
+    x = networks.digit_images(x, "BayesianCNN")
     conv_cls = CONV_LAYERS[self.layer]
     dense_cls = bayesian_layers.LAYERS[self.layer]
     pool = nn.avg_pool if self.pool == "avg" else nn.max_pool

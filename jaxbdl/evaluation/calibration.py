@@ -1,4 +1,4 @@
-"""Classification uncertainty: calibration, proper scores, OOD detection.
+"""Classification uncertainty: calibration, proper scores, entropy.
 
 Everything a classifier's predictive ``p(c | x)`` is judged by in the
 dataset-shift literature (Ovadia et al. 2019):
@@ -14,12 +14,11 @@ dataset-shift literature (Ovadia et al. 2019):
 * uncertainty from ``S`` posterior samples ``probs [S, N, C]``: the
   predictive entropy ``H[p_bar]`` (total) = expected entropy
   ``E_s H[p_s]`` (aleatoric) + mutual information ``I[y; W | x]``
-  (epistemic) (Houlsby et al. 2011; Depeweg et al. 2018, Eq. 4);
-* out-of-distribution detection from any score (higher = more OOD): AUROC
-  (the Mann-Whitney statistic with ties counted 1/2) and AUPR (average
-  precision, scikit-learn's step-wise definition);
-* selective prediction: accuracy on the ``k`` most confident examples
-  against coverage ``k / N`` and the area under that curve.
+  (epistemic) (Houlsby et al. 2011; Depeweg et al. 2018, Eq. 4).
+
+Out-of-distribution detection (AUROC / AUPR) and selective prediction
+(accuracy vs coverage) are :mod:`jaxbdl.evaluation.ranking` (re-exported
+here); the boundary checks :mod:`jaxbdl.evaluation.probability_checks`.
 
 Public functions validate concrete inputs at the boundary (probabilities that
 are negative, non-finite or do not sum to 1, labels out of range, NaN scores,
@@ -43,19 +42,25 @@ References:
     learning for efficient and risk-sensitive learning, ICML, Eq. 4.
   Y. Ovadia et al. (2019), Can you trust your model's uncertainty? Evaluating
     predictive uncertainty under dataset shift, NeurIPS.
-  Y. Geifman, R. El-Yaniv (2017), Selective classification for deep neural
-    networks, NeurIPS (risk-coverage curves).
 """
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxbdl.evaluation import metrics
+from jaxbdl.evaluation.probability_checks import check_bins
+from jaxbdl.evaluation.probability_checks import check_classification
+from jaxbdl.evaluation.probability_checks import check_probs
+# Re-exported: OOD detection and selective prediction.
+from jaxbdl.evaluation.ranking import accuracy_coverage
+from jaxbdl.evaluation.ranking import auroc
+from jaxbdl.evaluation.ranking import average_precision
+from jaxbdl.evaluation.ranking import ood_detection
 
 Array = jax.Array
 
@@ -66,79 +71,6 @@ __all__ = [
     "uncertainty_decomposition", "auroc", "average_precision",
     "ood_detection", "accuracy_coverage",
 ]
-
-
-# --------------------------------------------------------------------------
-# Validation at the boundary (concrete inputs only).
-
-
-def _concrete(*arrays) -> bool:
-  return not any(isinstance(a, jax.core.Tracer) for a in arrays)
-
-
-def _check_probs(fn: str, probs: Any, ndim: int = 2) -> None:
-  if not _concrete(probs):
-    return
-  p = np.asarray(probs)
-  if p.ndim != ndim:
-    want = "[N, C]" if ndim == 2 else "[S, N, C]"
-    raise ValueError(f"{fn}: probs must be {want}, got shape {list(p.shape)}")
-  if not np.all(np.isfinite(p)):
-    raise ValueError(f"{fn}: probs contain NaN or inf")
-  if np.any(p < 0):
-    raise ValueError(f"{fn}: probs must be >= 0, got min {float(p.min())}")
-  # Sums of C rounded values: tolerance sqrt(eps) of the dtype (3e-4 float32).
-  dtype = p.dtype if np.issubdtype(p.dtype, np.floating) else np.float32
-  tol = float(np.sqrt(np.finfo(dtype).eps))
-  worst = float(np.max(np.abs(p.sum(-1) - 1.0))) if p.size else 0.0
-  if worst > tol:
-    raise ValueError(f"{fn}: probs must sum to 1 over the last axis (C), "
-                     f"worst |sum - 1| = {worst:.3g} > {tol:.1e}")
-
-
-def _check_labels(fn: str, labels: Any, probs: Any) -> None:
-  if not _concrete(labels, probs):
-    return
-  y = np.asarray(labels)
-  n, c = np.shape(probs)[-2:]
-  if y.shape != (n,):
-    raise ValueError(f"{fn}: labels must be [N] = [{n}] to match probs "
-                     f"{list(np.shape(probs))}, got {list(y.shape)}")
-  if not np.issubdtype(y.dtype, np.integer):
-    raise ValueError(f"{fn}: labels must be integers, got dtype {y.dtype}")
-  if y.size and (y.min() < 0 or y.max() >= c):
-    raise ValueError(f"{fn}: labels must be in [0, C={c}), got range "
-                     f"[{int(y.min())}, {int(y.max())}]")
-
-
-def _check_classification(fn: str, labels: Any, probs: Any) -> None:
-  _check_probs(fn, probs)
-  _check_labels(fn, labels, probs)
-
-
-def _check_bins(fn: str, num_bins: int, n: Optional[int] = None,
-                adaptive: bool = False) -> None:
-  if not (isinstance(num_bins, (int, np.integer)) and num_bins >= 1):
-    raise ValueError(f"{fn}: num_bins must be an int >= 1, got {num_bins!r}")
-  if adaptive and n is not None and n < num_bins:
-    raise ValueError(f"{fn}: adaptive bins need N >= num_bins, got N={n} < "
-                     f"{num_bins}")
-
-
-def _check_scores(fn: str, is_positive: Any, scores: Any) -> None:
-  if not _concrete(is_positive, scores):
-    return
-  s, t = np.asarray(scores), np.asarray(is_positive)
-  if s.ndim != 1 or t.shape != s.shape:
-    raise ValueError(f"{fn}: need is_positive [N] and scores [N], got "
-                     f"{list(t.shape)} and {list(s.shape)}")
-  if np.any(np.isnan(s)):
-    raise ValueError(f"{fn}: scores contain NaN ({int(np.isnan(s).sum())} of "
-                     f"{s.size})")
-  t = t.astype(bool)
-  if t.all() or not t.any():
-    raise ValueError(f"{fn}: need both classes in is_positive, got "
-                     f"{int(t.sum())} positives of {t.size}")
 
 
 # --------------------------------------------------------------------------
@@ -155,7 +87,7 @@ def nll(labels: Array, probs: Array) -> Array:
   Returns:
     scalar (nats per example).
   """
-  _check_classification("nll", labels, probs)
+  check_classification("nll", labels, probs)
   return metrics.nll(labels, probs)
 
 
@@ -175,7 +107,7 @@ def brier_score(labels: Array, probs: Array) -> Array:
     labels: ``[N]`` ints in ``[0, C)``.
     probs: ``[N, C]``.
   """
-  _check_classification("brier_score", labels, probs)
+  check_classification("brier_score", labels, probs)
   return _brier(jnp.asarray(labels), jnp.asarray(probs))
 
 
@@ -218,7 +150,7 @@ def brier_decomposition(labels: Array, probs: Array) -> dict[str, Array]:
   Returns:
     ``{"reliability", "resolution", "uncertainty"}`` scalars.
   """
-  _check_classification("brier_decomposition", labels, probs)
+  check_classification("brier_decomposition", labels, probs)
   return _brier_decomposition(jnp.asarray(labels), jnp.asarray(probs))
 
 
@@ -272,8 +204,8 @@ def calibration_bins(labels: Array, probs: Array, num_bins: int = 15,
     examples per bin, their mean confidence and accuracy (0 for an empty
     bin), and the smallest / largest confidence in the bin (NaN if empty).
   """
-  _check_classification("calibration_bins", labels, probs)
-  _check_bins("calibration_bins", num_bins, np.shape(probs)[0], adaptive)
+  check_classification("calibration_bins", labels, probs)
+  check_bins("calibration_bins", num_bins, np.shape(probs)[0], adaptive)
   return _bins(jnp.asarray(labels), jnp.asarray(probs), int(num_bins),
                bool(adaptive))
 
@@ -293,8 +225,8 @@ def expected_calibration_error(labels: Array, probs: Array,
   Returns:
     scalar in ``[0, 1]``.
   """
-  _check_classification("expected_calibration_error", labels, probs)
-  _check_bins("expected_calibration_error", num_bins, np.shape(probs)[0],
+  check_classification("expected_calibration_error", labels, probs)
+  check_bins("expected_calibration_error", num_bins, np.shape(probs)[0],
               adaptive)
   if not adaptive:
     return metrics.expected_calibration_error(labels, probs, int(num_bins))
@@ -378,7 +310,7 @@ def _entropy(p):
 
 def predictive_entropy(probs: Array) -> Array:
   """Entropy ``H[p] = -sum_c p_c log p_c`` (nats) of each row, ``[N, C] -> [N]``."""
-  _check_probs("predictive_entropy", probs)
+  check_probs("predictive_entropy", probs)
   return jax.jit(_entropy)(jnp.asarray(probs))
 
 
@@ -405,145 +337,5 @@ def uncertainty_decomposition(sample_probs: Array) -> dict[str, Array]:
   Returns:
     ``{"total", "aleatoric", "epistemic"}``, each ``[N]`` (nats).
   """
-  _check_probs("uncertainty_decomposition", sample_probs, ndim=3)
+  check_probs("uncertainty_decomposition", sample_probs, ndim=3)
   return _decomposition(jnp.asarray(sample_probs))
-
-
-# --------------------------------------------------------------------------
-# Ranking metrics: OOD detection.
-
-
-@jax.jit
-def _auroc(is_positive, scores):
-  pos = is_positive.astype(scores.dtype)
-  n = scores.shape[0]
-  srt = jnp.sort(scores)
-  # Mid-ranks (1-based) with ties averaged: the Mann-Whitney U statistic.
-  lo = jnp.searchsorted(srt, scores, side="left")
-  hi = jnp.searchsorted(srt, scores, side="right")
-  rank = 0.5 * (lo + hi + 1).astype(scores.dtype)
-  n_pos = jnp.sum(pos)
-  n_neg = n - n_pos
-  u = jnp.sum(pos * rank) - n_pos * (n_pos + 1.0) / 2.0
-  return u / (n_pos * n_neg)
-
-
-def auroc(is_positive: Array, scores: Array) -> Array:
-  """Area under the ROC curve of ``scores`` separating positives.
-
-  ``P(s_pos > s_neg) + 0.5 P(s_pos = s_neg)`` (Mann-Whitney U / (n+ n-)),
-  equal to scikit-learn's ``roc_auc_score``.
-
-  Args:
-    is_positive: ``[N]`` bool (or 0 / 1).
-    scores: ``[N]``; higher means "more positive".
-
-  Returns:
-    scalar in ``[0, 1]``.
-  """
-  _check_scores("auroc", is_positive, scores)
-  return _auroc(jnp.asarray(is_positive), jnp.asarray(scores))
-
-
-@jax.jit
-def _average_precision(is_positive, scores):
-  pos = is_positive.astype(scores.dtype)
-  n = scores.shape[0]
-  order = jnp.argsort(scores)
-  srt = scores[order]
-  # before[j]: positives among the j smallest scores.
-  before = jnp.concatenate([jnp.zeros((1,), scores.dtype),
-                            jnp.cumsum(pos[order])])
-  lo = jnp.searchsorted(srt, scores, side="left")   # scores < s_i
-  n_pos = jnp.sum(pos)
-  tp = n_pos - before[lo]                           # positives >= s_i
-  precision = tp / (n - lo).astype(scores.dtype)
-  return jnp.sum(pos * precision) / n_pos
-
-
-def average_precision(is_positive: Array, scores: Array) -> Array:
-  """Average precision (area under the precision-recall curve).
-
-  ``AP = sum_k (R_k - R_{k-1}) P_k`` over the distinct score thresholds, as
-  scikit-learn's ``average_precision_score``; equivalently the mean over
-  positives ``j`` of the precision of the threshold ``s_j`` (ties included).
-
-  Args:
-    is_positive: ``[N]`` bool (or 0 / 1).
-    scores: ``[N]``; higher means "more positive".
-
-  Returns:
-    scalar in ``[0, 1]``.
-  """
-  _check_scores("average_precision", is_positive, scores)
-  return _average_precision(jnp.asarray(is_positive, bool),
-                            jnp.asarray(scores))
-
-
-def ood_detection(score_in: Array, score_out: Array) -> dict[str, Array]:
-  """AUROC and AUPR of an uncertainty score for in- vs out-of-distribution.
-
-  OOD inputs are the positives (AUPR-out); any score where larger means "more
-  uncertain" works: predictive entropy, mutual information, ``1 - max p``.
-
-  Args:
-    score_in: ``[N]`` scores of in-distribution inputs.
-    score_out: ``[M]`` scores of OOD inputs.
-
-  Returns:
-    ``{"auroc", "aupr"}`` scalars.
-  """
-  s_in, s_out = np.asarray(score_in), np.asarray(score_out)
-  if s_in.ndim != 1 or s_out.ndim != 1 or not s_in.size or not s_out.size:
-    raise ValueError("ood_detection: need non-empty score_in [N] and "
-                     f"score_out [M], got {list(s_in.shape)} and "
-                     f"{list(s_out.shape)}")
-  scores = np.concatenate([s_in, s_out])
-  is_out = np.concatenate([np.zeros(s_in.size, bool), np.ones(s_out.size, bool)])
-  return {"auroc": auroc(is_out, scores),
-          "aupr": average_precision(is_out, scores)}
-
-
-# --------------------------------------------------------------------------
-# Selective prediction.
-
-
-@jax.jit
-def _accuracy_coverage(labels, probs, confidence):
-  n = probs.shape[0]
-  correct = (jnp.argmax(probs, axis=-1) == labels).astype(probs.dtype)
-  order = jnp.argsort(-confidence, stable=True)
-  k = jnp.arange(1, n + 1, dtype=probs.dtype)
-  acc = jnp.cumsum(correct[order]) / k
-  return {"coverage": k / n, "accuracy": acc, "area": jnp.mean(acc)}
-
-
-def accuracy_coverage(labels: Array, probs: Array,
-                      confidence: Optional[Array] = None) -> dict[str, Array]:
-  """Accuracy-vs-coverage curve of selective prediction and its area.
-
-  Examples are sorted by decreasing ``confidence`` (default ``max_c p_ic``;
-  ties keep input order); ``accuracy[k-1]`` is the accuracy on the ``k``
-  most confident, at ``coverage[k-1] = k / N``. ``area = (1/N) sum_k
-  accuracy[k-1]`` (the area under the curve, 1 for a perfect ranking of a
-  perfect classifier; its complement is the AURC of Geifman & El-Yaniv).
-
-  Args:
-    labels: ``[N]`` ints; probs: ``[N, C]``.
-    confidence: ``[N]`` (higher = keep first), e.g. ``-entropy``.
-
-  Returns:
-    ``{"coverage": [N], "accuracy": [N], "area": scalar}``.
-  """
-  _check_classification("accuracy_coverage", labels, probs)
-  probs = jnp.asarray(probs)
-  if confidence is None:
-    confidence = jnp.max(probs, axis=-1)
-  elif _concrete(confidence):
-    c = np.asarray(confidence)
-    if c.shape != probs.shape[:1] or np.any(np.isnan(c)):
-      raise ValueError("accuracy_coverage: confidence must be [N] = "
-                       f"[{probs.shape[0]}] without NaN, got shape "
-                       f"{list(c.shape)}")
-  return _accuracy_coverage(jnp.asarray(labels), probs,
-                            jnp.asarray(confidence, probs.dtype))

@@ -123,15 +123,20 @@ def _check_denormalise(ll_std_units, y_std):
   _check_positive("denormalise_log_likelihood", "y_std", y_std)
 
 
-def _check_labels(fn, labels):
-  _check_finite(fn, labels=labels)
-  if _concrete(labels):
-    arr = np.asarray(labels)
-    bad = arr != np.round(arr)
+def _check_values(fn, name, a, is_bad, requirement):
+  """Finite, and no entry with ``is_bad(entry)`` (names the first one)."""
+  _check_finite(fn, **{name: a})
+  if _concrete(a):
+    arr = np.asarray(a)
+    bad = is_bad(arr)
     if np.any(bad):
-      raise ValueError(f"{fn}: labels must be integers, got "
+      raise ValueError(f"{fn}: {name} must be {requirement}, got "
                        f"{np.atleast_1d(arr)[np.atleast_1d(bad)][0]} at index "
                        f"{_first_bad(bad)}")
+
+
+def _check_labels(fn, labels):
+  _check_values(fn, "labels", labels, lambda a: a != np.round(a), "integers")
 
 
 def _check_accuracy(labels, logits_or_probs):
@@ -140,14 +145,7 @@ def _check_accuracy(labels, logits_or_probs):
 
 
 def _check_probs(fn, probs):
-  _check_finite(fn, probs=probs)
-  if _concrete(probs):
-    arr = np.asarray(probs)
-    bad = (arr < 0) | (arr > 1)
-    if np.any(bad):
-      raise ValueError(f"{fn}: probs must be in [0, 1], got "
-                       f"{np.atleast_1d(arr)[np.atleast_1d(bad)][0]} at index "
-                       f"{_first_bad(bad)}")
+  _check_values(fn, "probs", probs, lambda a: (a < 0) | (a > 1), "in [0, 1]")
 
 
 def _check_nll(labels, probs):

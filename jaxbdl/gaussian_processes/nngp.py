@@ -15,19 +15,8 @@ hidden layer's pre-activations; a net with ``depth`` hidden layers followed by
 a linear readout has OUTPUT covariance ``K^depth``, which is what
 :func:`nngp_kernel` returns (``depth = 0`` is Bayesian linear regression).
 
-Closed-form expectations E[phi(u) phi(v)] with c = K12 / sqrt(K11 K22) = cos(theta):
-
-- ``"relu"`` (arc-cosine kernel of degree 1, Cho & Saul 2009, Eq. 6):
-  sqrt(K11 K22) / (2 pi) * (sin theta + (pi - theta) cos theta).
-- ``"erf"`` (Williams 1997, Eq. 11):
-  (2 / pi) arcsin(2 K12 / sqrt((1 + 2 K11) (1 + 2 K22))).
-- ``"identity"``: K12.
-
-Numerics: for ReLU, J(c) = sqrt(1 - c^2) + (pi - arccos c) c has the finite
-derivative dJ/dc = pi - arccos(c) everywhere on [-1, 1], but autodiff of the
-formula produces inf - inf = NaN at c = +-1 (the diagonal, theta = 0). J is
-therefore a ``jax.custom_jvp`` with that derivative and c is clipped to
-[-1, 1], so gradients w.r.t. ``sigma_w2``/``sigma_b2`` are finite everywhere.
+The closed-form expectations E[phi(u) phi(v)] per activation (ReLU, erf,
+identity) are :mod:`jaxbdl.gaussian_processes.dual_activations`.
 
 Neural tangent kernel (NTK parameterisation: every weight is
 ``sqrt(sigma_w2 / fan_in) * omega`` and every bias ``sqrt(sigma_b2) * beta`` with
@@ -40,9 +29,10 @@ derivative expectation E[phi'(u) phi'(v)] under the same Gaussian,
 (Jacot et al. 2018, Theorem 1; Arora et al. 2019, Eq. 10-11), with
 relu: Kdot = (pi - theta) / (2 pi); erf: (4 / pi) / sqrt((1 + 2 K11)(1 + 2 K22)
 - 4 K12^2); identity: 1. :func:`ntk_kernel` returns ``Theta^depth``.
-:func:`empirical_ntk` contracts parameter Jacobians of any ``apply_fn``
-(``J(x1) J(x2)^T``, chunked over rows) and converges to the analytic NTK as the
-width grows (fluctuations O(width^-1/2)). :func:`ntk_predictive` is the
+The empirical kernels of finite networks (:func:`sample_empirical_kernels`,
+:func:`empirical_ntk`, :class:`RandomMLP`, :class:`NTKMLP`) are
+:mod:`jaxbdl.gaussian_processes.empirical_kernels` (re-exported here).
+:func:`ntk_predictive` is the
 distribution of an infinitely wide net trained by gradient flow on
 ``1/2 sum_i (f(x_i) - y_i)^2`` for time t (Lee et al. 2019, Eq. 16):
 with ``A_t = Theta^{-1} (I - exp(-Theta t))``,
@@ -67,16 +57,25 @@ References:
 """
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any, Callable, Mapping
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxbdl.gaussian_processes import kernels as kernels_lib
+from jaxbdl.gaussian_processes.dual_activations import ACTIVATIONS
+from jaxbdl.gaussian_processes.dual_activations import EXPECTATIONS
+from jaxbdl.gaussian_processes.dual_activations import NTK_LAYERS
+from jaxbdl.gaussian_processes.dual_activations import validate_structure
+from jaxbdl.gaussian_processes.dual_activations import validate_variances
+# Re-exported: the kernels of finite networks.
+from jaxbdl.gaussian_processes.empirical_kernels import NTKMLP
+from jaxbdl.gaussian_processes.empirical_kernels import RandomMLP
+from jaxbdl.gaussian_processes.empirical_kernels import empirical_kernel
+from jaxbdl.gaussian_processes.empirical_kernels import empirical_ntk
+from jaxbdl.gaussian_processes.empirical_kernels import (
+    sample_empirical_kernels)
 
 Array = jax.Array
 
@@ -87,172 +86,6 @@ __all__ = [
     "empirical_ntk", "ntk_predictive", "linearised_prediction",
 ]
 
-ACTIVATIONS = ("relu", "erf", "identity")
-
-
-# ----------------------------------------------------------------------------
-# E[phi(u) phi(v)] for (u, v) ~ N(0, [[k11, k12], [k12, k22]]).
-# ----------------------------------------------------------------------------
-
-
-def _arccos_parts(c: Array) -> tuple[Array, Array]:
-  """(sin theta, theta) for theta = arccos(c), c in [-1, 1], via one atan2."""
-  sin = jnp.sqrt(jnp.maximum(1.0 - c * c, 0.0))
-  return sin, jnp.arctan2(sin, c)
-
-
-@jax.custom_jvp
-def _arccos_j1(c: Array) -> Array:
-  """J(c) = sin(theta) + (pi - theta) cos(theta), theta = arccos(c), c in [-1, 1]."""
-  sin, theta = _arccos_parts(c)
-  return sin + (jnp.pi - theta) * c
-
-
-@_arccos_j1.defjvp
-def _arccos_j1_jvp(primals, tangents):
-  # dJ/dc = pi - theta: finite on [-1, 1] (autodiff of J gives inf - inf).
-  (c,), (dc,) = primals, tangents
-  sin, theta = _arccos_parts(c)
-  return sin + (jnp.pi - theta) * c, (jnp.pi - theta) * dc
-
-
-def _relu_expectation(k11: Array, k22: Array, k12: Array) -> Array:
-  """Arc-cosine expectation; k11 [N, 1], k22 [1, M], k12 [N, M] -> [N, M]."""
-  prod = k11 * k22
-  positive = prod > 0
-  norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, prod, 1.0)), 0.0)
-  safe_norm = jnp.where(positive, norm, 1.0)
-  cos = jnp.clip(jnp.where(positive, k12 / safe_norm, 1.0), -1.0, 1.0)
-  return norm / (2.0 * jnp.pi) * _arccos_j1(cos)
-
-
-def _relu_expectation_diag(k11: Array) -> Array:
-  return 0.5 * k11
-
-
-def _arcsin(a: Array) -> Array:
-  """arcsin for |a| < 1 as one atan2 (compiles much smaller than jnp.arcsin on CPU)."""
-  return jnp.arctan2(a, jnp.sqrt(jnp.maximum(1.0 - a * a, 0.0)))
-
-
-def _erf_expectation(k11: Array, k22: Array, k12: Array) -> Array:
-  arg = 2.0 * k12 / jnp.sqrt((1.0 + 2.0 * k11) * (1.0 + 2.0 * k22))
-  return (2.0 / jnp.pi) * _arcsin(jnp.clip(arg, -1.0, 1.0))
-
-
-def _erf_expectation_diag(k11: Array) -> Array:
-  return (2.0 / jnp.pi) * _arcsin(2.0 * k11 / (1.0 + 2.0 * k11))
-
-
-def _identity_expectation(k11: Array, k22: Array, k12: Array) -> Array:
-  del k11, k22
-  return k12
-
-
-def _identity_expectation_diag(k11: Array) -> Array:
-  return k11
-
-
-def _relu_derivative_expectation(k11, k22, k12):
-  """E[step(u) step(v)] = (pi - theta) / (2 pi), [N, M]."""
-  prod = k11 * k22
-  positive = prod > 0
-  safe_norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, prod, 1.0)), 1.0)
-  cos = jnp.clip(jnp.where(positive, k12 / safe_norm, 1.0), -1.0, 1.0)
-  _, theta = _arccos_parts(cos)
-  return (jnp.pi - theta) / (2.0 * jnp.pi)
-
-
-def _erf_derivative_expectation(k11, k22, k12):
-  """E[erf'(u) erf'(v)] = (4 / pi) / sqrt((1 + 2 K11)(1 + 2 K22) - 4 K12^2)."""
-  det = (1.0 + 2.0 * k11) * (1.0 + 2.0 * k22) - 4.0 * k12 * k12
-  return (4.0 / jnp.pi) / jnp.sqrt(jnp.maximum(det, 1e-30))
-
-
-def _identity_derivative_expectation(k11, k22, k12):
-  return jnp.ones_like(k12)
-
-
-def _relu_ntk_layer(k11, k22, k12, theta, sigma_w2, sigma_b2):
-  """Fused ReLU layer: one arccos for both E[phi phi] and E[phi' phi']."""
-  prod = k11 * k22
-  positive = prod > 0
-  norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, prod, 1.0)), 0.0)
-  cos = jnp.clip(jnp.where(positive, k12 / jnp.where(positive, norm, 1.0),
-                           1.0), -1.0, 1.0)
-  sin, angle = _arccos_parts(cos)
-  rest = jnp.pi - angle
-  scale = sigma_w2 / (2.0 * jnp.pi)
-  k_next = sigma_b2 + scale * norm * (sin + rest * cos)
-  return k_next, k_next + scale * rest * theta
-
-
-def _generic_ntk_layer(activation):
-  expectation, _ = _EXPECTATIONS[activation]
-  derivative = _DERIVATIVE_EXPECTATIONS[activation]
-
-  def layer(k11, k22, k12, theta, sigma_w2, sigma_b2):
-    k_next = sigma_b2 + sigma_w2 * expectation(k11, k22, k12)
-    return k_next, k_next + sigma_w2 * derivative(k11, k22, k12) * theta
-
-  return layer
-
-
-_DERIVATIVE_EXPECTATIONS: Mapping[str, Callable[..., Array]] = {
-    "relu": _relu_derivative_expectation,
-    "erf": _erf_derivative_expectation,
-    "identity": _identity_derivative_expectation,
-}
-
-_EXPECTATIONS: Mapping[str, tuple[Callable[..., Array], Callable[..., Array]]] = {
-    "relu": (_relu_expectation, _relu_expectation_diag),
-    "erf": (_erf_expectation, _erf_expectation_diag),
-    "identity": (_identity_expectation, _identity_expectation_diag),
-}
-
-# One NTK layer (K, Theta) -> (K', Theta') per activation (fused for ReLU).
-_NTK_LAYERS: Mapping[str, Callable[..., tuple[Array, Array]]] = {
-    "relu": _relu_ntk_layer,
-    "erf": _generic_ntk_layer("erf"),
-    "identity": _generic_ntk_layer("identity"),
-}
-
-_ACTIVATION_FNS: Mapping[str, Callable[[Array], Array]] = {
-    "relu": jax.nn.relu,
-    "erf": jax.scipy.special.erf,
-    "identity": lambda h: h,
-}
-
-
-# ----------------------------------------------------------------------------
-# Validation (at the boundary; value checks only for concrete arguments).
-# ----------------------------------------------------------------------------
-
-
-def _validate_structure(depth: Any, activation: str) -> None:
-  if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)):
-    raise ValueError(f"nngp: depth must be a Python int, got {depth!r}")
-  if depth < 0:
-    raise ValueError(f"nngp: depth (number of hidden layers) must be >= 0, "
-                     f"got {depth}")
-  if activation not in _EXPECTATIONS:
-    raise ValueError(f"nngp: unknown activation {activation!r}; known: "
-                     f"{list(ACTIVATIONS)}")
-
-
-def _validate_variances(sigma_w2: Any, sigma_b2: Any) -> None:
-  for name, value in (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2)):
-    if np.ndim(value) != 0:
-      raise ValueError(f"nngp: {name} must be a scalar, got shape "
-                       f"{np.shape(value)}")
-    if isinstance(value, jax.core.Tracer):
-      continue
-    v = float(value)
-    if not math.isfinite(v):
-      raise ValueError(f"nngp: {name} must be finite, got {v}")
-    if v < 0:
-      raise ValueError(f"nngp: {name} is a variance and must be >= 0, got {v}")
-
 
 # ----------------------------------------------------------------------------
 # Analytic kernels.
@@ -261,7 +94,7 @@ def _validate_variances(sigma_w2: Any, sigma_b2: Any) -> None:
 
 def _nngp_kernel(x1: Array, x2: Array, depth: int, sigma_w2: Any,
                  sigma_b2: Any, activation: str) -> Array:
-  expectation, expectation_diag = _EXPECTATIONS[activation]
+  expectation, expectation_diag = EXPECTATIONS[activation]
   dim = x1.shape[-1]
   k12 = sigma_b2 + sigma_w2 * (x1 @ x2.T) / dim                   # [N, M]
   k11 = sigma_b2 + sigma_w2 * jnp.sum(x1 * x1, axis=-1) / dim     # [N]
@@ -275,7 +108,7 @@ def _nngp_kernel(x1: Array, x2: Array, depth: int, sigma_w2: Any,
 
 def _nngp_kernel_diag(x: Array, depth: int, sigma_w2: Any, sigma_b2: Any,
                       activation: str) -> Array:
-  _, expectation_diag = _EXPECTATIONS[activation]
+  _, expectation_diag = EXPECTATIONS[activation]
   k = sigma_b2 + sigma_w2 * jnp.sum(x * x, axis=-1) / x.shape[-1]
   for _ in range(depth):
     k = sigma_b2 + sigma_w2 * expectation_diag(k)
@@ -308,8 +141,8 @@ def nngp_kernel(x1: Array, x2: Array, depth: int, sigma_w2: Any = 2.0,
       inputs, depth < 0, unknown activation, or negative/non-finite variances.
   """
   kernels_lib.validate_inputs(x1, x2, "nngp_kernel")
-  _validate_structure(depth, activation)
-  _validate_variances(sigma_w2, sigma_b2)
+  validate_structure(depth, activation)
+  validate_variances(sigma_w2, sigma_b2)
   return _nngp_kernel(jnp.asarray(x1), jnp.asarray(x2), int(depth), sigma_w2,
                       sigma_b2, activation)
 
@@ -322,8 +155,8 @@ def nngp_kernel_diag(x: Array, depth: int, sigma_w2: Any = 2.0,
   ``jnp.diag(nngp_kernel(x, x, ...))``.
   """
   kernels_lib.validate_inputs(x, x, "nngp_kernel_diag")
-  _validate_structure(depth, activation)
-  _validate_variances(sigma_w2, sigma_b2)
+  validate_structure(depth, activation)
+  validate_variances(sigma_w2, sigma_b2)
   return _nngp_kernel_diag(jnp.asarray(x), int(depth), sigma_w2, sigma_b2,
                            activation)
 
@@ -335,20 +168,26 @@ def make_kernel_fn(depth: int, activation: str = "relu"
   ``params = {"sigma_w2": scalar, "sigma_b2": scalar}`` (both >= 0), the form
   used by :func:`jaxbdl.gaussian_processes.gp.optimise_hyperparameters`.
   """
-  _validate_structure(depth, activation)
+  return _params_kernel_fn(nngp_kernel, "nngp", depth, activation)
+
+
+def _params_kernel_fn(kernel, name: str, depth: int, activation: str):
+  """``kernel_fn(params, x1, x2)`` calling ``kernel(x1, x2, depth, sigma_w2,
+  sigma_b2, activation)`` with the variances read from ``params``."""
+  validate_structure(depth, activation)
 
   def kernel_fn(params: Mapping[str, Any], x1: Array, x2: Array) -> Array:
-    return nngp_kernel(x1, x2, depth, params["sigma_w2"], params["sigma_b2"],
-                       activation)
+    return kernel(x1, x2, depth, params["sigma_w2"], params["sigma_b2"],
+                  activation)
 
-  kernel_fn.__name__ = f"nngp_{activation}_depth{depth}_kernel_fn"
+  kernel_fn.__name__ = f"{name}_{activation}_depth{depth}_kernel_fn"
   return kernel_fn
 
 
 def make_kernel_diag_fn(depth: int, activation: str = "relu"
                         ) -> Callable[[Mapping[str, Any], Array], Array]:
   """Returns ``diag_fn(params, x) -> [N]``, the diagonal of :func:`make_kernel_fn`."""
-  _validate_structure(depth, activation)
+  validate_structure(depth, activation)
 
   def diag_fn(params: Mapping[str, Any], x: Array) -> Array:
     return nngp_kernel_diag(x, depth, params["sigma_w2"], params["sigma_b2"],
@@ -366,8 +205,8 @@ def _ntk_kernel(x1, x2, depth, sigma_w2, sigma_b2, activation,
   ReLU derivative term (pi - theta) / (2 pi) has no sqrt(eps) error from
   arccos near 1.
   """
-  _, expectation_diag = _EXPECTATIONS[activation]
-  layer = _NTK_LAYERS[activation]
+  _, expectation_diag = EXPECTATIONS[activation]
+  layer = NTK_LAYERS[activation]
   same = x2 is None
   x2 = x1 if same else x2
   dim = x1.shape[-1]
@@ -404,8 +243,8 @@ def ntk_kernel(x1: Array, x2: Array | None, depth: int, sigma_w2: Any = 2.0,
   """
   same = x2 is None or x2 is x1
   kernels_lib.validate_inputs(x1, x1 if same else x2, "ntk_kernel")
-  _validate_structure(depth, activation)
-  _validate_variances(sigma_w2, sigma_b2)
+  validate_structure(depth, activation)
+  validate_variances(sigma_w2, sigma_b2)
   return _ntk_kernel(jnp.asarray(x1), None if same else jnp.asarray(x2),
                      int(depth), sigma_w2, sigma_b2, activation)[1]
 
@@ -413,222 +252,7 @@ def ntk_kernel(x1: Array, x2: Array | None, depth: int, sigma_w2: Any = 2.0,
 def make_ntk_kernel_fn(depth: int, activation: str = "relu"
                        ) -> Callable[[Mapping[str, Any], Array, Array], Array]:
   """Returns ``kernel_fn(params, x1, x2) -> [N, M]`` (NTK) for GP code."""
-  _validate_structure(depth, activation)
-
-  def kernel_fn(params: Mapping[str, Any], x1: Array, x2: Array) -> Array:
-    return ntk_kernel(x1, x2, depth, params["sigma_w2"], params["sigma_b2"],
-                      activation)
-
-  kernel_fn.__name__ = f"ntk_{activation}_depth{depth}_kernel_fn"
-  return kernel_fn
-
-
-# ----------------------------------------------------------------------------
-# Finite random networks (Monte Carlo oracle for the analytic kernel).
-# ----------------------------------------------------------------------------
-
-
-class RandomMLP(nn.Module):
-  """Fully-connected net in NNGP parameterisation, for sampling at initialisation.
-
-  ``depth`` hidden layers of ``width`` units, then a linear readout of
-  ``out_features``. Every Dense layer has weights ~ N(0, sigma_w2 / fan_in)
-  (``variance_scaling(sigma_w2, "fan_in", "normal")``, untruncated) and biases
-  ~ N(0, sigma_b2), so at any width the first layer's pre-activations have
-  covariance ``K^0`` and, as width -> infinity, the outputs have covariance
-  ``nngp_kernel(x, x', depth, sigma_w2, sigma_b2, activation)``.
-
-  Attributes:
-    depth: number of hidden layers (>= 0).
-    width: hidden units per layer.
-    sigma_w2: weight variance times fan_in.
-    sigma_b2: bias variance.
-    activation: one of ``ACTIVATIONS``.
-    out_features: readout units (independent GP samples given the features).
-  """
-  depth: int
-  width: int
-  sigma_w2: float = 2.0
-  sigma_b2: float = 0.0
-  activation: str = "relu"
-  out_features: int = 1
-
-  def setup(self):
-    kernel_init = nn.initializers.variance_scaling(self.sigma_w2, "fan_in",
-                                                   "normal")
-    bias_init = nn.initializers.normal(math.sqrt(self.sigma_b2))
-    self.hidden = [nn.Dense(self.width, kernel_init=kernel_init,
-                            bias_init=bias_init) for _ in range(self.depth)]
-    self.readout = nn.Dense(self.out_features, kernel_init=kernel_init,
-                            bias_init=bias_init)
-
-  def features(self, x: Array) -> Array:
-    """Post-activations of the last hidden layer (the readout's input), ``[N, width]``.
-
-    For ``depth = 0`` returns ``x`` ``[N, D]``.
-    """
-    phi = _ACTIVATION_FNS[self.activation]
-    h = x
-    for layer in self.hidden:
-      h = phi(layer(h))
-    return h
-
-  def __call__(self, x: Array) -> Array:
-    """Outputs ``[N, out_features]``."""
-    return self.readout(self.features(x))
-
-
-def empirical_kernel(features1: Array, features2: Array, sigma_w2: Any,
-                     sigma_b2: Any) -> Array:
-  """Readout covariance given the last hidden layer, ``[N, M]``.
-
-  ``E[f(x) f(x') | features] = sigma_b2 + sigma_w2 * phi(x).phi(x') / n`` for
-  the linear readout ``f = w.phi + b`` with ``w ~ N(0, sigma_w2 / n)``,
-  ``b ~ N(0, sigma_b2)``, ``features1 [N, n]``, ``features2 [M, n]``. This is
-  the empirical NNGP kernel of one finite network; averaging it over
-  initialisations estimates ``E_init[f(x) f(x')]`` with lower variance than
-  products of sampled outputs (the readout is integrated out exactly).
-  """
-  n = features1.shape[-1]
-  return sigma_b2 + sigma_w2 * (features1 @ features2.T) / n
-
-
-@functools.partial(jax.jit, static_argnames=(
-    "num_inits", "depth", "width", "sigma_w2", "sigma_b2", "activation",
-    "batch_size"))
-def _sample_empirical_kernels(key, x, num_inits, depth, width, sigma_w2,
-                              sigma_b2, activation, batch_size):
-  model = RandomMLP(depth=depth, width=width, sigma_w2=sigma_w2,
-                    sigma_b2=sigma_b2, activation=activation)
-
-  def one(k):
-    variables = model.init(k, x)
-    feats = model.apply(variables, x, method=RandomMLP.features)
-    return empirical_kernel(feats, feats, sigma_w2, sigma_b2)
-
-  keys = jax.random.split(key, num_inits)
-  return jax.lax.map(one, keys, batch_size=batch_size)
-
-
-def sample_empirical_kernels(key: Array, x: Array, *, num_inits: int,
-                             depth: int, width: int, sigma_w2: float = 2.0,
-                             sigma_b2: float = 0.0, activation: str = "relu",
-                             batch_size: int | None = None) -> Array:
-  """Empirical NNGP kernels of ``num_inits`` independent random nets, ``[S, N, N]``.
-
-  Each slice is :func:`empirical_kernel` of one :class:`RandomMLP` drawn with
-  ``jax.random.split(key, num_inits)``; inits are vmapped in chunks of
-  ``batch_size`` (``jax.lax.map``) to bound memory (a chunk holds
-  ``batch_size * width^2`` weights). Their mean over inits converges to
-  :func:`nngp_kernel` as ``num_inits * width -> infinity`` (with an O(1/width)
-  bias for depth >= 2 and a nonlinear activation).
-  """
-  kernels_lib.validate_inputs(x, x, "sample_empirical_kernels")
-  _validate_structure(depth, activation)
-  _validate_variances(sigma_w2, sigma_b2)
-  if int(num_inits) < 1 or int(width) < 1:
-    raise ValueError(f"sample_empirical_kernels: num_inits and width must be "
-                     f">= 1, got {num_inits} and {width}")
-  if batch_size is not None and int(batch_size) < 1:
-    raise ValueError(f"sample_empirical_kernels: batch_size must be >= 1, got "
-                     f"{batch_size}")
-  return _sample_empirical_kernels(
-      key, jnp.asarray(x), int(num_inits), int(depth), int(width),
-      float(sigma_w2), float(sigma_b2), activation,
-      None if batch_size is None else int(batch_size))
-
-
-# ----------------------------------------------------------------------------
-# NTK: finite networks, empirical kernel and gradient-flow predictive.
-# ----------------------------------------------------------------------------
-
-
-class _NTKDense(nn.Module):
-  """Dense layer in NTK parameterisation: ``sqrt(sw2 / fan_in) x.omega + sqrt(sb2) beta``."""
-  features: int
-  sigma_w2: float
-  sigma_b2: float
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    omega = self.param("omega", nn.initializers.normal(1.0),
-                       (x.shape[-1], self.features))
-    beta = self.param("beta", nn.initializers.normal(1.0), (self.features,))
-    return (math.sqrt(self.sigma_w2 / x.shape[-1]) * (x @ omega)
-            + math.sqrt(self.sigma_b2) * beta[None, :])
-
-
-class NTKMLP(nn.Module):
-  """Fully-connected net in NTK parameterisation (trainable omega, beta ~ N(0, 1)).
-
-  Same architecture and attributes as :class:`RandomMLP`; at initialisation
-  its outputs have the same distribution, and its empirical NTK
-  (:func:`empirical_ntk` w.r.t. all parameters) converges to
-  :func:`ntk_kernel` as ``width -> infinity``. Outputs ``[N, out_features]``.
-  """
-  depth: int
-  width: int
-  sigma_w2: float = 2.0
-  sigma_b2: float = 0.0
-  activation: str = "relu"
-  out_features: int = 1
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    phi = _ACTIVATION_FNS[self.activation]
-    h = x
-    for _ in range(self.depth):
-      h = phi(_NTKDense(self.width, self.sigma_w2, self.sigma_b2)(h))
-    return _NTKDense(self.out_features, self.sigma_w2, self.sigma_b2)(h)
-
-
-def empirical_ntk(apply_fn: Callable[[Any, Array], Array], params: Any,
-                  x1: Array, x2: Array, chunk_size: int | None = None
-                  ) -> Array:
-  """Empirical NTK ``sum_p df(x1_i)/dp df(x2_j)/dp``, ``[N, M]``.
-
-  Args:
-    apply_fn: ``(params, x [B, D]) -> [B]`` or ``[B, K]`` (e.g.
-      ``lambda p, x: model.apply({"params": p}, x)`` for any Flax model).
-    params: the parameter pytree the derivatives are taken w.r.t.
-    x1: inputs ``[N, D]``.
-    x2: inputs ``[M, D]``.
-    chunk_size: rows of ``x1`` whose Jacobian is formed at once (memory
-      ``chunk_size * K * num_params``); default all. The Jacobian of ``x2`` is
-      formed once.
-
-  Returns:
-    ``[N, M]``; for K outputs, the mean over outputs of the per-output NTK
-    (the trace over the output axis divided by K).
-  """
-  kernels_lib.validate_inputs(x1, x2, "empirical_ntk")
-  x1, x2 = jnp.asarray(x1), jnp.asarray(x2)
-  n = x1.shape[0]
-  chunk = n if chunk_size is None else int(chunk_size)
-  if chunk < 1:
-    raise ValueError(f"empirical_ntk: chunk_size must be >= 1, got {chunk_size}")
-
-  def outputs(p, x):
-    out = apply_fn(p, x)
-    return out[:, None] if out.ndim == 1 else out                # [B, K]
-
-  def jac(x):
-    return jax.jacrev(outputs)(params, x)                         # [B, K, ...]
-
-  j2 = jac(x2)
-  num_out = jax.eval_shape(lambda: outputs(params, x2[:1])).shape[-1]
-
-  def block(xc):
-    j1 = jac(xc)
-    terms = jax.tree.map(
-        lambda a, b: jnp.einsum("nkp,mkp->nm", a.reshape(a.shape[:2] + (-1,)),
-                                b.reshape(b.shape[:2] + (-1,))), j1, j2)
-    return sum(jax.tree.leaves(terms)) / num_out
-
-  pad = (-n) % chunk
-  xp = jnp.concatenate([x1, jnp.zeros((pad, x1.shape[1]), x1.dtype)])
-  blocks = jax.lax.map(block, xp.reshape(-1, chunk, x1.shape[1]))
-  return blocks.reshape(-1, x2.shape[0])[:n]
+  return _params_kernel_fn(ntk_kernel, "ntk", depth, activation)
 
 
 def _flow_matrix(theta: Array, t: Any) -> Array:
@@ -660,8 +284,8 @@ def ntk_predictive(x_train: Array, y_train: Array, x_test: Array, t: Any,
     depth, sigma_w2, sigma_b2, activation: as in :func:`ntk_kernel`.
   """
   kernels_lib.validate_inputs(x_train, x_test, "ntk_predictive")
-  _validate_structure(depth, activation)
-  _validate_variances(sigma_w2, sigma_b2)
+  validate_structure(depth, activation)
+  validate_variances(sigma_w2, sigma_b2)
   if np.shape(y_train) != (np.shape(x_train)[0],):
     raise ValueError(f"ntk_predictive: y_train must be [{np.shape(x_train)[0]}]"
                      f", got shape {np.shape(y_train)}")

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["get_activation", "get_initializer", "count_params", "MLP",
-           "zero_perturbations", "CNN", "RNN"]
+           "zero_perturbations", "digit_images", "CNN", "RNN"]
 
 PyTree = Any
 
@@ -257,6 +257,19 @@ def zero_perturbations(module: nn.Module, variables: PyTree, x: jax.Array,
   return state["perturbations"]
 
 
+def digit_images(x: jax.Array, model: str = "CNN") -> jax.Array:
+  """8x8 digit images ``[N, 8, 8]``, ``[N, 8, 8, 1]`` or ``[N, 64]`` as
+  ``[N, 8, 8, 1]``; any other shape raises ValueError naming ``model``."""
+  if x.ndim == 2 and x.shape[1] == 64:
+    return jnp.reshape(x, (x.shape[0], 8, 8, 1))
+  if x.ndim == 3 and x.shape[1:] == (8, 8):
+    return x[..., None]
+  if not (x.ndim == 4 and x.shape[1:] == (8, 8, 1)):
+    raise ValueError(f"{model} expects images [N, 8, 8], [N, 8, 8, 1] or "
+                     f"[N, 64], got shape {x.shape}")
+  return x
+
+
 class CNN(nn.Module):
   """Small convolutional classifier for 8x8 greyscale images (sklearn digits).
 
@@ -333,13 +346,7 @@ class CNN(nn.Module):
     if layer not in self.layer_names:
       raise ValueError(f"unknown CNN layer {layer!r}; valid: "
                        f"{list(self.layer_names)}")
-    if x.ndim == 2 and x.shape[1] == 64:
-      x = jnp.reshape(x, (x.shape[0], 8, 8, 1))
-    elif x.ndim == 3 and x.shape[1:] == (8, 8):
-      x = x[..., None]
-    elif not (x.ndim == 4 and x.shape[1:] == (8, 8, 1)):
-      raise ValueError("CNN expects images [N, 8, 8], [N, 8, 8, 1] or [N, 64], "
-                       f"got shape {x.shape}")
+    x = digit_images(x, "CNN")
     pool = nn.avg_pool if self.pool == "avg" else nn.max_pool
     h = x
     for i, conv in enumerate(self.convs):
