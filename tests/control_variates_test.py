@@ -22,9 +22,6 @@ from jaxbdl.gradients import distributions as dists
 from jaxbdl.gradients import estimators as ests
 
 K_Z = 4.5
-# XLA's LLVM optimisation dominates CPU compile time (4x); these tiny test
-# programs run in milliseconds either way. Per-function, no global effect.
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
 _F32_ATOL = 1e-4
 N_KEYS = 4000
 S = 8  # samples per estimate
@@ -71,7 +68,7 @@ def exact_grad(fid, k):
   return jax.tree.map(np.asarray, jax.grad(expectation)(PARAMS))
 
 
-@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+@jax.jit
 def _all_estimates(params, keys, fid, k):
   f = lambda x: _f(x, fid, k)
   out = {name: jax.vmap(e(f, dists.Normal), in_axes=(None, 0, None))(
@@ -82,7 +79,7 @@ def _all_estimates(params, keys, fid, k):
   return out, surrogate_grad
 
 
-@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+@jax.jit
 def _moving_average_run(params, keys, fid, k):
   """Scans the stateful estimator over keys, threading its state."""
   grad_fn = MOVING_AVERAGE(lambda x: _f(x, fid, k), dists.Normal)
@@ -188,8 +185,9 @@ def test_moving_average_state_is_threaded():
 
 
 def fast(fn):
-  """jit with FAST_COMPILE: one cheap compile instead of op-by-op dispatch."""
-  return jax.jit(fn, compiler_options=FAST_COMPILE)
+  """jit: one compile instead of op-by-op dispatch (the XLA optimisation
+  level is the suite-wide one set in tests/conftest.py)."""
+  return jax.jit(fn)
 
 
 def test_moving_average_baseline_functions():
@@ -303,7 +301,7 @@ def test_wrapped_estimators_keep_the_reparameterized_flag():
       assert wrapped.surrogate is not None, wrapped.name
 
 
-@functools.partial(jax.jit, static_argnums=2, compiler_options=FAST_COMPILE)
+@functools.partial(jax.jit, static_argnums=2)
 def _stateful_surrogate_check(params, key, use_heuristic):
   est = cvs.with_control_variate(
       ests.score_function, cvs.moving_average_baseline(
@@ -371,7 +369,7 @@ def _mvn_quadratic(x):
   return jnp.square(jnp.sum(jnp.asarray(_A, jnp.float32) * x) - 1.0)
 
 
-@functools.partial(jax.jit, compiler_options=FAST_COMPILE)
+@jax.jit
 def _mvn_delta(params, keys):
   est = cvs.with_control_variate(ests.score_function, cvs.delta_method())
   return jax.vmap(est(_mvn_quadratic, dists.MultivariateNormalTriL),

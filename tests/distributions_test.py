@@ -18,9 +18,6 @@ from scipy import stats
 from jaxbdl.gradients import distributions as dists
 
 K_Z = 4.5
-# XLA's LLVM optimisation dominates CPU compile time (4x); these tiny test
-# programs run in milliseconds either way. Per-function, no global effect.
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
 N = 20000  # samples per Monte Carlo check
 _TOL = {np.dtype(np.float32): dict(rtol=2e-5, atol=2e-5)}
 
@@ -48,8 +45,9 @@ NAMES = list(DIST)
 
 
 def fast(fn):
-  """jit with FAST_COMPILE: one cheap compile instead of op-by-op dispatch."""
-  return jax.jit(fn, compiler_options=FAST_COMPILE)
+  """jit: one compile instead of op-by-op dispatch (the XLA optimisation
+  level is the suite-wide one set in tests/conftest.py)."""
+  return jax.jit(fn)
 
 
 def _tol(dtype=np.float32):
@@ -66,8 +64,7 @@ def _assert_mc(estimate, exact, se, what):
 @functools.lru_cache(maxsize=None)
 def _samples(name):
   """N samples (numpy) of each test distribution, one random call each."""
-  sample = jax.jit(lambda p, k: DIST[name].sample(p, k, (N,)),
-                   compiler_options=FAST_COMPILE)
+  sample = jax.jit(lambda p, k: DIST[name].sample(p, k, (N,)))
   return np.asarray(sample(PARAMS[name], jax.random.key(7)))
 
 
@@ -117,8 +114,7 @@ def test_sample_shapes_and_dtypes(name):
 def test_sample_equals_transform_of_noise(name):
   dist, params = DIST[name], PARAMS[name]
   two_steps = jax.jit(
-      lambda p, k: dist.transform(p, dist.noise(p, k, (N,))),
-      compiler_options=FAST_COMPILE)
+      lambda p, k: dist.transform(p, dist.noise(p, k, (N,))))
   x = np.asarray(two_steps(params, jax.random.key(7)))  # same key as _samples
   np.testing.assert_allclose(x, _samples(name), **_tol())
 

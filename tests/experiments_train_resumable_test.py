@@ -118,6 +118,7 @@ def _command(workdir, data_dir, *extra):
           "--verbosity=-1", *extra]
 
 
+@pytest.mark.default_xla
 @pytest.mark.slow
 def test_sigkill_and_restart_matches_uninterrupted(tmp_path, reference,
                                                    data_dir):
@@ -219,6 +220,7 @@ def _wait_for(path, proc, deadline_s=240):
     time.sleep(0.1)
 
 
+@pytest.mark.default_xla
 @pytest.mark.slow
 def test_sigterm_and_lock_at_default_xla_level(tmp_path, data_dir):
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +

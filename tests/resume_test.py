@@ -98,6 +98,7 @@ def reference(tmp_path_factory):
   return _fit(str(tmp_path_factory.mktemp("ref")))
 
 
+@pytest.mark.default_xla
 def test_chunked_fit_matches_make_fit(reference):
   state, history = jax.jit(train.make_fit(_loss, OPT, num_epochs=6,
                                           batch_size=B))(_state(), _data(), KEY)
@@ -111,6 +112,7 @@ def test_chunked_fit_matches_make_fit(reference):
   assert reference.resumed_from == 0
 
 
+@pytest.mark.default_xla
 def test_resume_continues_bitwise(tmp_path, reference):
   ckdir = str(tmp_path / "ck")
   first = _fit(ckdir, num_epochs=4)
@@ -326,6 +328,7 @@ ES_FITTER = train.make_fitter(_loss, OPT, batch_size=B, eval_fn=_valid_mse,
                               patience=2)
 
 
+@pytest.mark.default_xla
 def test_early_stopping_state_survives_resume(tmp_path):
   """Early stopping FIRES (epoch 4, inside chunk [4, 6)) and its state --
   stopped flag, stopped/best epoch, best parameters, the bool/NaN history --
