@@ -414,7 +414,8 @@ _ALPHAS = np.array([0.37, 2.9, 11.0])
 def _gamma_family_run():
   """ONE jit for every sampled check of the new families (compiling JAX's
   Gamma sampler costs seconds per program): samples, z and dz/dalpha of the
-  Gamma path ``[A, 16]``, and the Gamma rate weak derivatives."""
+  Gamma path ``[A, 16]``, the Gamma rate weak derivatives, and log_prob at
+  tiny-concentration samples with those samples."""
 
   @fast
   def run(params, alphas, key):
@@ -429,8 +430,8 @@ def _gamma_family_run():
             "Beta": {"concentration1": jnp.full(2, 0.02),
                      "concentration0": jnp.full(2, 0.02)},
             "Dirichlet": {"concentration": jnp.full((2, 3), 0.02)}}
-    tiny_lp = {n: NEW[n][0].log_prob(p, NEW[n][0].sample(p, k1, (1000,)))
-               for n, p in tiny.items()}
+    tiny_x = {n: NEW[n][0].sample(p, k1, (1000,)) for n, p in tiny.items()}
+    tiny_lp = {n: NEW[n][0].log_prob(p, tiny_x[n]) for n, p in tiny.items()}
     sample = lambda a, k: dists.Gamma.transform(
         {"concentration": a, "rate": jnp.ones(())}, k)
     per_key = jax.vmap(jax.value_and_grad(sample), in_axes=(None, 0))
@@ -438,7 +439,7 @@ def _gamma_family_run():
         alphas, jax.random.split(k2, 16))
     weak = [dists.Gamma.weak_derivative(params["Gamma"], k3, (N,), c)["rate"]
             for c in (True, False)]
-    return samples, path, weak, tiny_lp
+    return samples, path, weak, tiny_lp, tiny_x
 
   return jax.tree.map(np.asarray, run({n: NEW[n][1] for n in NEW},
                                       jnp.asarray(_ALPHAS, jnp.float32),
@@ -492,13 +493,35 @@ def test_gamma_rate_weak_derivative():
   assert np.all(variances[0] < variances[1])
 
 
-def test_tiny_concentrations_give_finite_log_prob():
+def test_tiny_concentrations_give_the_scipy_log_prob():
   """alpha = 0.02: float32 Gamma draws underflow to 0 (P(z < 1e-38) ~ 0.17)
   and Beta/Dirichlet draws round to 0 or 1; clipping into the support keeps
-  log_prob (hence score-function estimates) finite."""
-  for name, lp in _gamma_family_run()[3].items():
+  log_prob (hence score-function estimates) finite -- and equal to the
+  float64 scipy density at the same (clipped) points. Tolerance: float32
+  sums a few terms of size up to |(a - 1) log x| ~ 86, each a few roundings
+  (log, lgamma): 64 ulps of float32 times the sum of the terms' magnitudes."""
+  eps32 = float(np.finfo(np.float32).eps)
+  lps, xs = _gamma_family_run()[3], _gamma_family_run()[4]
+  for name, lp in lps.items():
     assert lp.shape == (1000,), name
-    assert np.all(np.isfinite(lp)), name
+    x = np.asarray(xs[name], np.float64)
+    assert np.all(x > 0) and np.all(x < (np.inf if name == "Gamma" else 1))
+    a = 0.02
+    if name == "Gamma":
+      terms = [(a - 1) * np.log(x), -x, np.full_like(x, -sp_special.gammaln(a))]
+      want = stats.gamma.logpdf(x, a).sum(-1)
+    elif name == "Beta":
+      terms = [(a - 1) * np.log(x), (a - 1) * np.log1p(-x),
+               np.full_like(x, -sp_special.betaln(a, a))]
+      want = stats.beta.logpdf(x, a, a).sum(-1)
+    else:  # scipy's dirichlet rejects float32 simplex rounding: by gammaln
+      terms = [(a - 1) * np.log(x),
+               np.full_like(x, sp_special.gammaln(3 * a) / 3
+                            - sp_special.gammaln(a))]
+      want = np.sum(terms[0] + terms[1], axis=(-2, -1))
+    scale = sum(np.abs(t).sum(axis=tuple(range(1, t.ndim))) for t in terms)
+    assert np.all(np.abs(lp - want) <= 64 * eps32 * scale), (
+        name, np.max(np.abs(lp - want) / scale))
 
 
 def test_bernoulli_entropy_is_stable_for_large_logits():
