@@ -478,7 +478,12 @@ def test_gamma_implicit_gradient_matches_figurnov_formula():
 def test_gamma_rate_weak_derivative():
   """c [f(x+) - f(x-)] with f = x^2 is unbiased for d/d rate E[x^2] =
   d/db a (a + 1) / b^2 (central finite difference of the closed form), both
-  coupled and uncoupled; coupling lowers the variance here."""
+  coupled and uncoupled. Coupling lowers the variance of the d/d rate of the
+  larger-variance coordinate (concentration 2.9, rate 0.6: exact variances
+  unknown in closed form); both use the same key, so a paired test on
+  d_i = (g_u,i - mean g_u)^2 - (g_c,i - mean g_c)^2, whose mean is
+  Var_u - Var_c: mean(d) > K_Z * SE(d). (Coordinate 0, concentration 0.37:
+  the difference is 3 SE at N = 20000, not established; not asserted.)"""
   a, b, h = _np(GAM)["concentration"], _np(GAM)["rate"], 1e-6
   moment = lambda b: a * (a + 1) / b**2
   exact = (moment(b + h) - moment(b - h)) / (2 * h)
@@ -489,8 +494,10 @@ def test_gamma_rate_weak_derivative():
          (np.asarray(wd.positive, np.float64)**2 -
           np.asarray(wd.negative, np.float64)**2))
     _assert_mc(g.mean(0), exact, g.std(0) / np.sqrt(N), f"Gamma rate {what}")
-    variances.append(g.var(0))
-  assert np.all(variances[0] < variances[1])
+    variances.append((g - g.mean(0))**2)
+  d = variances[1] - variances[0]
+  z = d.mean(0) / (d.std(0, ddof=1) / np.sqrt(N))
+  assert z[1] > K_Z, (variances[0].mean(0), variances[1].mean(0), z)
 
 
 def test_tiny_concentrations_give_the_scipy_log_prob():
