@@ -14,6 +14,7 @@ import pytest
 from scipy import stats
 
 from jaxbdl.bayes import gaussian_vi
+from tests.helpers import assert_mc_close
 
 NOISE, PRIOR = 0.5, 1.0
 
@@ -201,3 +202,7 @@ def test_fullrank_vi_method_fit_reaches_the_exact_posterior():
   assert kl < 0.05, kl
   pred = post.predict(state, data["x"][:4], jax.random.key(1), hp)
   assert pred["mean"].shape == (10, 4)
+  # The predictive draws f = x w, w ~ q, are exactly Gaussian with mean
+  # x mu: (mean - x mu) / SE is Student-t with 9 dof; k = 4.5 leaves
+  # p = 1.5e-3 per value.
+  assert_mc_close(np.asarray(pred["mean"], np.float64), x[:4] @ mu, k=4.5)
