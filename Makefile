@@ -28,8 +28,14 @@ demo: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
+# Two lanes: the suite at XLA's CPU optimisation level 0 (tests/conftest.py;
+# compile-bound tests run several times faster), then the tests marked
+# `default_xla` (bitwise resume, tight float tolerances) at XLA's default
+# level, the one users run: XLA_FLAGS unset, JAXBDL_TEST_XLA_DEFAULT=1.
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS) -m "not experiment" tests
+	$(PY) -m pytest $(PYTEST_ARGS) -m "not experiment and not default_xla" tests
+	env -u XLA_FLAGS JAXBDL_TEST_XLA_DEFAULT=1 \
+	  $(PY) -m pytest $(PYTEST_ARGS) -m "default_xla and not experiment" tests
 
 lock:
 	$(PYTHON) -m venv .venv-tools

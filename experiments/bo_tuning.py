@@ -78,7 +78,10 @@ def _validate(config) -> None:
                        f"{sorted(BENCHMARKS)}")
   path = os.path.join(config.data_dir, config.dataset)
   if config.dataset and not os.path.isdir(path):
-    raise ValueError(f"config.data_dir/dataset: no folder {path}")
+    raise ValueError(f"config.data_dir/dataset: no folder {path} (cwd "
+                     f"{os.getcwd()}); pass --config.data_dir=ROOT_OF_UCI_"
+                     "FOLDERS (the default ../shared/data/uci is relative to "
+                     "the repository root)")
 
 
 def _validation_objective(config, split: data_lib.UCISplit, key):

@@ -30,7 +30,7 @@ Run::
 
   python -m experiments.nngp_regression --workdir workdirs/nngp_regression \
       [--config experiments/configs/nngp_regression.py[:quick]] \
-      [--data_dir /work/shared/data/uci/yacht,/work/shared/data/uci/concrete] \
+      [--data_dir ../shared/data/uci/yacht,../shared/data/uci/concrete] \
       [--num_splits 5]
 
 Outputs in ``--workdir``: ``results.json``, ``results.md``,
@@ -86,7 +86,7 @@ def _define_flags() -> None:
       lock_config=True)
   flags.DEFINE_string(
       "data_dir", None, "Comma-separated UCI data folders (standard split "
-      "layout), e.g. /work/shared/data/uci/yacht. Without it only the gap "
+      "layout), e.g. ../shared/data/uci/yacht. Without it only the gap "
       "data run.")
   flags.DEFINE_integer(
       "num_splits", None, "Use only the first N standard splits (default: "

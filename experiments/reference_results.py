@@ -1,6 +1,7 @@
 """Published UCI regression results (mean, standard error) on the standard splits.
 
-Copied from /work/shared/data/uci/README.md, which reprints:
+Copied from ``shared/data/uci/README.md`` (the data folder beside the
+repository), which reprints:
 
 * ``vi``: variational inference of Graves (2011), and ``pbp``: probabilistic
   backpropagation (Hernández-Lobato & Adams 2015), both as reprinted in

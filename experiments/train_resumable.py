@@ -23,7 +23,7 @@ writes the results files. The loss is the per-datum negative log joint
 Run::
 
   python -m experiments.train_resumable --workdir workdirs/train_resumable \
-      [--data_dir /work/shared/data/uci/yacht] \
+      [--data_dir ../shared/data/uci/yacht] \
       [--config experiments/configs/train_resumable.py[:quick]] \
       [--config.parallel=data] [--sleep_per_chunk 0.5] [--overwrite]
   # multi-host: add --coordinator_address host0:1234 --num_processes 2

@@ -5,8 +5,9 @@
       [--dataset NAME|all] [--method NAME[,NAME]|all] [--data_dir DIR] \
       [--num_splits N]
 
-``--data_dir`` is the ROOT holding data-set folders (e.g.
-/work/shared/data/uci) or one data-set folder. For every (data set, method)
+``--data_dir`` is the ROOT holding data-set folders (default
+``../shared/data/uci``, relative to the repository root) or one data-set
+folder. For every (data set, method)
 all splits train as one vmapped, jitted program (``experiments.uci_protocol``
 over ``jaxbdl.bayes.registry``). Every method is scored on a validation part
 of each TRAINING split (after a hyper-parameter grid when ``--grid_search``),
@@ -77,8 +78,11 @@ def resolve_datasets(data_dir: str, dataset: str) -> list[tuple[str, str]]:
   """
   data_dir = os.path.expanduser(data_dir or "")
   if not data_dir or not os.path.isdir(data_dir):
-    raise FileNotFoundError(f"--data_dir {data_dir!r} does not exist or is not "
-                            "a directory")
+    raise FileNotFoundError(
+        f"--data_dir {data_dir!r} does not exist or is not a directory "
+        f"(cwd {os.getcwd()}); pass --data_dir ROOT_OF_UCI_FOLDERS (or "
+        "--config.data_dir); the default ../shared/data/uci is relative to "
+        "the repository root")
   if os.path.isfile(os.path.join(data_dir, "data.txt")):
     # One data-set folder.
     name = os.path.basename(os.path.normpath(data_dir))

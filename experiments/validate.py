@@ -229,6 +229,9 @@ def method_list(spec: Any, valid: Sequence[str], what: str = "method",
                 all_word: str = "all") -> tuple[str, ...]:
   """Parses a method list: ``"map,mfvi"``, ``("map", "mfvi")`` or ``"all"``.
 
+  One implementation: :func:`jaxbdl.bayes.registry.check_names` with
+  ``valid``; its ``ValueError`` is re-raised as :class:`ConfigError`.
+
   Args:
     spec: comma-separated string or a sequence of names; ``all_word`` alone
       means every name in ``valid`` (in that order).
@@ -243,28 +246,9 @@ def method_list(spec: Any, valid: Sequence[str], what: str = "method",
     ConfigError: empty list or empty name, unknown names (listed with the
       valid ones), duplicates, or ``all`` mixed with other names.
   """
-  if isinstance(spec, str):
-    names = [s.strip() for s in spec.split(",")]
-  elif isinstance(spec, (list, tuple)):
-    names = [s.strip() if isinstance(s, str) else s for s in spec]
-  else:
-    raise ConfigError(f"{what} list must be a string or a sequence of names, "
-                      f"got {spec!r}")
-  if not names or names == [""]:
-    raise ConfigError(f"empty {what} list; valid: {list(valid)} or "
-                      f"{all_word!r}")
-  if any(not isinstance(n, str) or not n for n in names):
-    raise ConfigError(f"empty or non-string {what} name in {spec!r}")
-  if all_word in names:
-    if len(names) > 1:
-      raise ConfigError(f"{all_word!r} cannot be combined with other {what}s, "
-                        f"got {spec!r}")
-    return tuple(valid)
-  unknown = [n for n in names if n not in valid]
-  if unknown:
-    raise ConfigError(f"unknown {what}(s) {unknown}; valid: {list(valid)} or "
-                      f"{all_word!r}")
-  dups = sorted({n for n in names if names.count(n) > 1})
-  if dups:
-    raise ConfigError(f"duplicate {what}(s) {dups} in {spec!r}")
-  return tuple(names)
+  from jaxbdl.bayes import registry
+  try:
+    return tuple(registry.check_names(spec, valid=valid, what=what,
+                                      all_word=all_word))
+  except ValueError as e:
+    raise ConfigError(str(e)) from None

@@ -21,6 +21,7 @@ def _hand_and_auto(params, x, y, activation):
 _SHAPES = [(5, 3, 4, 2), (7, 1, 6, 3)]  # (N, D, H, K)
 
 
+@pytest.mark.default_xla
 @pytest.mark.parametrize("shape", _SHAPES, ids=["N5-D3-H4-K2", "N7-D1-H6-K3"])
 @pytest.mark.parametrize("activation", backprop.ACTIVATIONS)
 def test_hand_backward_equals_autodiff(activation, shape):
@@ -73,6 +74,7 @@ def _third_derivative_bound(x):
   return float(jnp.max(jnp.abs(_third_derivatives(x))))
 
 
+@pytest.mark.default_xla
 @pytest.mark.parametrize("x1,x2", _IN_DOMAIN, ids=[f"{a}_{b}" for a, b in _IN_DOMAIN])
 def test_autodiff_equals_central_differences(x1, x2):
   """Central-difference error <= eps_h^2 / 6 * |f'''| + eps64 * |f| / eps_h.

@@ -734,10 +734,10 @@ def _standardise(scale, others_scale=None):
 
 
 MORE_CASES = {
-    # validate.method_list (the lead uses it in uci_regression / fit)
+    # validate.method_list (registry.check_names with its own valid names)
     "method_list-duplicate": Case(
         lambda t: validate.method_list("map,map", VALID), validate.ConfigError,
-        "duplicate method(s) ['map'] in 'map,map'"),
+        "method(s) ['map'] listed more than once in 'map,map'"),
     "method_list-all_and_name": Case(
         lambda t: validate.method_list("all,mfvi", VALID),
         validate.ConfigError, "'all' cannot be combined with other methods"),
@@ -757,7 +757,7 @@ MORE_CASES = {
         "method list must be a string or a sequence of names, got 3"),
     "method_list-tuple_duplicate": Case(
         lambda t: validate.method_list(("mfvi", "mfvi"), VALID, "data set"),
-        validate.ConfigError, "duplicate data set(s) ['mfvi']"),
+        validate.ConfigError, "data set(s) ['mfvi'] listed more than once"),
     # results files
     "results-merge_corrupt_file": Case(
         _merge_into_corrupt, ValueError, "not a valid JSON results file"),

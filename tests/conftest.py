@@ -1,16 +1,37 @@
 """Test-wide settings.
 
 * Rank promotion raises, so silent broadcasting bugs fail loudly.
-* XLA's CPU backend optimisation level 0: the tests are dominated by compile
-  time (small shapes, many programs), which this cuts several-fold; results
-  are the same computations, only less optimised machine code. An XLA_FLAGS
-  already in the environment wins.
+* XLA's CPU backend optimisation level 0 is the ONE switch for compile speed
+  (no per-jit ``compiler_options`` pins in tests): the tests are dominated by
+  compile time (small shapes, many programs), which this cuts several-fold;
+  results are the same computations, only less optimised machine code. An
+  XLA_FLAGS already in the environment wins.
+* ``JAXBDL_TEST_XLA_DEFAULT=1`` runs at XLA's DEFAULT level instead (the
+  level users run): ``make test``'s second lane runs the tests marked
+  ``default_xla`` (bitwise resume, tight float tolerances) this way, with
+  ``XLA_FLAGS`` unset. The lane refuses to start if ``XLA_FLAGS`` still sets
+  an optimisation level, so it cannot silently run at O0.
 """
 import os
 
+XLA_DEFAULT = os.environ.get("JAXBDL_TEST_XLA_DEFAULT", "") == "1"
+if XLA_DEFAULT:
+  if "optimization_level" in os.environ.get("XLA_FLAGS", ""):
+    raise RuntimeError(
+        "JAXBDL_TEST_XLA_DEFAULT=1 runs at XLA's default optimisation level, "
+        f"but XLA_FLAGS={os.environ['XLA_FLAGS']!r} sets one; unset it")
+else:
+  os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0")
 
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      "markers", "default_xla: a guarantee that must hold at XLA's default "
+      "optimisation level (bitwise resume, tight float tolerances); `make "
+      "test` runs these in a second lane with JAXBDL_TEST_XLA_DEFAULT=1 and "
+      "XLA_FLAGS unset, and leaves them out of the O0 lane")

@@ -37,3 +37,16 @@ def test_unknown_field_raises(tmp_path):
   config.space["dropout"] = (0.1, 0.2)
   with pytest.raises(ValueError, match="not tunable"):
     bo_tuning.run(config, str(tmp_path))
+
+
+def test_default_data_dir_is_relative_and_missing_names_the_flag(tmp_path,
+                                                                 monkeypatch):
+  """The default data root is ``../shared/data/uci`` relative to where the
+  experiment runs (no machine path); when absent, the error says which
+  flag to pass."""
+  config = config_lib.get_config("quick")
+  assert config.data_dir == "../shared/data/uci"
+  monkeypatch.chdir(tmp_path)  # no ../shared here
+  with pytest.raises(ValueError, match=r"no folder \.\./shared/data/uci/"
+                     r"yacht.*pass --config\.data_dir="):
+    bo_tuning.run(config, str(tmp_path / "out"))

@@ -45,7 +45,12 @@ def test_quick_run(tmp_path):
                estimator="score_function_loo", param=p)
     delta = _row(rows, cost="quadratic", k=3.0,
                  estimator="score_function_delta", param=p)
-    assert loo["mc_var"] < sf["mc_var"]
+    # The LOO baseline lowers the variance: asserted on the exact
+    # (quadrature) reference variances; each Monte Carlo variance is tied to
+    # its reference by the K = 4 SE bound checked for every row below. (A
+    # bare mc_var < mc_var comparison is a coin flip when they are close:
+    # for d/dsigma the quick run's gap is 3.9 SE of the difference.)
+    assert loo["ref_var"] < 0.75 * sf["ref_var"], (p, sf, loo)
     assert delta["mc_var"] < 1e-6      # the Taylor CV is exact: zero variance
   assert res["num_within_bound"] == res["num_rows"]
   assert res["num_mean_ok"] == res["num_rows"]

@@ -12,6 +12,7 @@ process on the busy workdir exits at once naming the holder's pid.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -28,22 +29,26 @@ from experiments.configs import train_resumable as config_lib
 from jaxbdl.training import resume
 
 
-def _import_experiment(name: str):
-  """Imports ``experiments.NAME`` even if another experiment module already
-  defined the same absl flags in this pytest process (DuplicateFlagError):
-  the clashing flag is removed from ``FLAGS`` and the import retried."""
-  import importlib
+# No experiment defines absl flags at import (they are defined in main()),
+# so a plain import is enough, as in tests/bad_input_test.py.
+train_resumable = importlib.import_module("experiments.train_resumable")
+
+
+def test_no_experiment_defines_flags_at_import():
+  """The plain import above relies on this: after importing every
+  experiment module, no absl flag is registered by a module of
+  ``experiments`` (absl records the defining module of each flag)."""
+  import pkgutil
+
+  import experiments
   from absl import flags
-  for _ in range(200):
-    try:
-      return importlib.import_module(f"experiments.{name}")
-    except flags.DuplicateFlagError as e:
-      sys.modules.pop(f"experiments.{name}", None)
-      delattr(flags.FLAGS, str(e).split("'")[1])
-  raise RuntimeError(f"could not import experiments.{name}")
-
-
-train_resumable = _import_experiment("train_resumable")
+  for m in pkgutil.iter_modules(experiments.__path__):
+    if m.name != "configs":
+      importlib.import_module(f"experiments.{m.name}")
+  defined = {module: [f.name for f in fs] for module, fs in
+             flags.FLAGS.flags_by_module_dict().items()
+             if "experiments" in module}
+  assert defined == {}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "experiments", "configs",
@@ -113,6 +118,7 @@ def _command(workdir, data_dir, *extra):
           "--verbosity=-1", *extra]
 
 
+@pytest.mark.default_xla
 @pytest.mark.slow
 def test_sigkill_and_restart_matches_uninterrupted(tmp_path, reference,
                                                    data_dir):
@@ -165,9 +171,8 @@ def test_sigkill_and_restart_matches_uninterrupted(tmp_path, reference,
 def test_bad_config(tmp_path, data_dir, field, value, message):
   config = config_lib.get_config("quick")
   config[field] = value
-  with pytest.raises(ValueError) as e:
+  with pytest.raises(ValueError, match=re.escape(message)):
     train_resumable.run(config, str(tmp_path), data_dir=data_dir)
-  assert message in str(e.value)
 
 
 def _snapshot(root):
@@ -215,6 +220,7 @@ def _wait_for(path, proc, deadline_s=240):
     time.sleep(0.1)
 
 
+@pytest.mark.default_xla
 @pytest.mark.slow
 def test_sigterm_and_lock_at_default_xla_level(tmp_path, data_dir):
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep +

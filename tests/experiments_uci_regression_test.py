@@ -65,7 +65,7 @@ def test_bad_input_gives_clear_error(tmp_path, case):
     err, match = ValueError, "unknown method.*valid"
   else:
     cfg.data_dir = str(tmp_path / "absent")
-    err, match = FileNotFoundError, "absent"
+    err, match = FileNotFoundError, "absent.*pass --data_dir"
   with pytest.raises(err, match=match):
     uci_regression.run(cfg, str(tmp_path))
 
@@ -124,3 +124,17 @@ def test_rerun_merges_and_broken_folder_is_reported(tmp_path):
   second = json.loads((out / "results.json").read_text())
   assert second["complete"] is False and "broken" in second["errors"]
   assert "map" in second["datasets"]["good"]  # re-run, still complete
+
+
+def test_default_data_dir_is_relative_and_missing_names_the_flag(
+    tmp_path, monkeypatch):
+  """``../shared/data/uci`` relative to the repository root (a clean clone
+  with ``shared/`` beside it), no machine path; absent, the error names
+  ``--data_dir``."""
+  cfg = config_lib.get_config("quick")
+  assert cfg.data_dir == "../shared/data/uci"
+  monkeypatch.chdir(tmp_path)  # no ../shared here
+  with pytest.raises(FileNotFoundError,
+                     match=r"'\.\./shared/data/uci' does not exist.*pass "
+                     r"--data_dir ROOT_OF_UCI_FOLDERS"):
+    uci_regression.run(cfg, str(tmp_path / "out"))

@@ -140,6 +140,7 @@ def test_locked_directory_keeps_the_holders_checkpoint(tmp_path):
   assert rt._fit(ckdir, num_epochs=2).resumed_from == 2  # lock released
 
 
+@pytest.mark.default_xla
 def test_sigterm_checkpoints_and_resumes_bitwise(tmp_path, reference):
   """A real SIGTERM to this process during a fit: the chunk in flight is
   finished and checkpointed, Preempted (exit code 75) is raised, the

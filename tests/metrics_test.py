@@ -97,8 +97,11 @@ def test_classification_metrics():
   np.testing.assert_allclose(metrics.accuracy(labels, np.log(probs)), 0.5)
   expected = -np.mean(np.log([0.7, 0.6, 0.2, 0.2]))
   np.testing.assert_allclose(metrics.nll(labels, probs), expected, **_TOL)
-  # Zero probability on the true class gives a large finite value.
-  assert np.isfinite(metrics.nll(np.array([1]), np.array([[1.0, 0.0]])))
+  # Zero probability on the true class is clipped at the dtype's smallest
+  # normal number: -log(tiny) (float32: 87.34), large but finite.
+  np.testing.assert_allclose(
+      metrics.nll(np.array([1]), np.array([[1.0, 0.0]], np.float32)),
+      -np.log(np.finfo(np.float32).tiny), **_TOL)
 
 
 def test_predictive_probs_from_samples():

@@ -33,7 +33,9 @@ CONFIG = os.path.join(ROOT, "experiments", "configs",
 # Quick config, shortened: 4 epochs, a checkpoint after each.
 OVERRIDES = ["--config.parallel=data", "--config.num_epochs=4",
              "--config.checkpoint_every_epochs=1"]
-O0 = "--xla_backend_optimization_level=0"
+# The suite-wide XLA flags (tests/conftest.py: O0, unless the default-level
+# lane unset them); the child processes get them explicitly.
+SUITE_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
 
 
 def _free_port() -> int:
@@ -64,7 +66,8 @@ def _launch_pair(workdir, logdir, tag, *extra, overrides=None):
         _command(workdir, "--coordinator_address", f"127.0.0.1:{port}",
                  "--num_processes", "2", "--process_id", str(i), *extra,
                  overrides=overrides),
-        cwd=ROOT, env=_env(O0), stdout=log, stderr=subprocess.STDOUT))
+        cwd=ROOT, env=_env(SUITE_XLA_FLAGS), stdout=log,
+        stderr=subprocess.STDOUT))
     log.close()
   return procs
 
@@ -86,7 +89,8 @@ def test_two_processes_equal_one_and_survive_kill9(tmp_path):
   # The oracle: one process, two CPU devices (started alongside).
   ref_dir = str(tmp_path / "single")
   ref = subprocess.Popen(_command(ref_dir), cwd=ROOT,
-                         env=_env(O0 + " --xla_force_host_platform_device_count=2"),
+                         env=_env(SUITE_XLA_FLAGS
+                                  + " --xla_force_host_platform_device_count=2"),
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   # 1. Two processes, slowed down; SIGKILL both after the 2nd checkpoint.
   workdir = str(tmp_path / "multi")

@@ -25,7 +25,6 @@ from jaxbdl.gradients import distributions as dists
 from jaxbdl.gradients import multisample as ms
 
 K_Z = 4.5
-FAST = {"xla_backend_optimization_level": 0}
 N = 4000
 S2 = 0.5                                   # s^2, observation variance
 X = jnp.array([1.3, -0.4])                 # the observation
@@ -63,7 +62,7 @@ def exact_elbo(q):
   return e_lpz + e_lpx + entropy
 
 
-@functools.partial(jax.jit, static_argnums=(2,), compiler_options=FAST)
+@functools.partial(jax.jit, static_argnums=(2,))
 def _bounds(q, keys, k):
   fn = ms.iwae_bound(log_joint, dists.Normal)
   return jax.vmap(fn, in_axes=(None, None, 0, None))(THETA, q, keys, k)
@@ -109,7 +108,7 @@ def q_near():
           "scale": post["scale"] * jnp.array([1.2, 0.8])}
 
 
-@functools.partial(jax.jit, static_argnums=(2,), compiler_options=FAST)
+@functools.partial(jax.jit, static_argnums=(2,))
 def _gradients(q, keys, k):
   grad = lambda obj: jax.vmap(jax.grad(obj, argnums=(0, 1)),
                               in_axes=(None, None, 0, None))(THETA, q, keys, k)
@@ -201,7 +200,7 @@ def exact_expected_bound(theta, q, k):
   return total
 
 
-@functools.partial(jax.jit, static_argnums=(1,), compiler_options=FAST)
+@functools.partial(jax.jit, static_argnums=(1,))
 def _vimco_grads(keys, k):
   fn = ms.vimco(disc_log_joint, dists.Bernoulli)
   vals = jax.vmap(fn, in_axes=(None, None, 0, None))(DISC_THETA, DISC_Q,

@@ -75,7 +75,8 @@ def test_dropout_only_in_train_mode_and_unbiased():
   variables = model.init(jax.random.key(0), x)
   eval_out = model.apply(variables, x)  # no rng needed in eval mode
   np.testing.assert_array_equal(eval_out, model.apply(variables, x, train=False))
-  with pytest.raises(flax.errors.InvalidRngError):
+  with pytest.raises(flax.errors.InvalidRngError,
+                     match='Dropout_0 needs PRNG for "dropout"'):
     model.apply(variables, x, train=True)  # train mode needs a "dropout" rng
 
   @jax.jit

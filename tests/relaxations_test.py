@@ -32,7 +32,6 @@ from jaxbdl.gradients import relaxations as rx
 
 K_Z = 4.5
 N = 20000
-FAST = {"xla_backend_optimization_level": 0}
 TEMPERATURES = (2.0, 1.0, 0.5, 0.25, 0.1, 0.05)
 # (name, theta, t): the REBAR/RELAX toy targets and two logits.
 POINTS = [("t0.45_theta1.1", 1.1, 0.45), ("t0.499_theta-0.7", -0.7, 0.499)]
@@ -48,7 +47,7 @@ def _phi():
   return phi
 
 
-@functools.partial(jax.jit, compiler_options=FAST)
+@jax.jit
 def _bernoulli_runs(theta, t, temperatures, keys):
   """{name: [n] single-sample estimates of d/dtheta} (one compilation)."""
   f = lambda b: jnp.sum(jnp.square(b - t))
@@ -179,7 +178,7 @@ def _cat_st_mean():
   return np.asarray(g @ jac)[None]
 
 
-@functools.partial(jax.jit, compiler_options=FAST)
+@jax.jit
 def _categorical_runs(keys):
   params = {"logits": CAT_LOGITS}
   run = lambda est: jax.vmap(est(_cat_f, dists.Categorical),
@@ -299,7 +298,7 @@ def test_surrogate_gradient_equals_average_and_cv_composes():
   params = {"logits": jnp.array([0.2, -1.3])}
   key = jax.random.key(2)
 
-  @functools.partial(jax.jit, compiler_options=FAST)
+  @jax.jit
   def both():
     out = {}
     for est in (rx.rebar(0.5, 1.0), rx.gumbel_softmax(0.5),
@@ -326,11 +325,9 @@ def test_variance_loss_gradient_matches_finite_differences():
   params = {"logits": jnp.array([0.3])}
   loss = rx.variance_loss(lambda phi: rx.relax(_MLP_CONTROL, phi), f,
                           dists.Bernoulli)
-  fn = jax.jit(lambda phi: loss(phi, params, jax.random.key(0), 16),
-               compiler_options=FAST)
+  fn = jax.jit(lambda phi: loss(phi, params, jax.random.key(0), 16))
   phi = _phi()
-  g = jax.jit(jax.grad(lambda phi: loss(phi, params, jax.random.key(0), 16)),
-              compiler_options=FAST)(phi)
+  g = jax.jit(jax.grad(lambda phi: loss(phi, params, jax.random.key(0), 16)))(phi)
   h = 1e-2
   for name, index in (("eta", ()), ("w2", (0,)), ("w2", (3,))):
     up, dn = dict(phi), dict(phi)

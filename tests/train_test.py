@@ -86,6 +86,7 @@ def test_vmap_over_seeds_matches_single_runs():
     np.testing.assert_allclose(vhist["loss"][i], hist["loss"], rtol=1e-5)
 
 
+@pytest.mark.default_xla
 def test_chunked_epochs_replay_the_uninterrupted_fit():
   fitter = train.make_fitter(_mse_loss, OPT, batch_size=16)
   key = jax.random.key(7)

@@ -90,19 +90,29 @@ def test_unknown_grid_field_names_the_valid_ones():
 
 def test_traced_hparams_match_config_values(tmp_path):
   """A per-split hparams array gives the same numbers as the same value set
-  in the config (the traced path is the config path)."""
+  in the config (the traced path is the config path).
+
+  MC dropout: the traced rate draws its masks from another rng stream, so
+  the two paths agree exactly only where the masks cannot differ -- rate 0
+  (every mask is ones) -- while a traced rate of 0.2 on the other split must
+  change the result (the traced rate is used). MAP: deterministic, so a
+  traced prior scale equals the configured one. Tolerance: the same float32
+  program up to where the prior's weight decay is computed (Python float64
+  vs traced float32: one rounding), so 1e-5 relative."""
   ds = data_lib.load_uci(str(write_uci_folder(tmp_path)))
   splits = data_lib.uci_stacked_splits(ds, [0, 1])
   cfg = tiny_config()
-  cfg.mc_dropout.dropout_rate = 0.2
+  cfg.mc_dropout.dropout_rate = 0.0
   cfg.mc_dropout.prior_scale = 3.0
   key = jax.random.key(1)
   ref = ub.evaluate("mc_dropout", splits, cfg, key)
   traced = ub.evaluate("mc_dropout", splits, tiny_config(), key,
-                       hparams={"dropout_rate": [0.2, 0.2],
+                       hparams={"dropout_rate": [0.0, 0.2],
                                 "prior_scale": [3.0, 3.0]})
-  # Same rate and prior; the traced dropout draws its masks from another rng
-  # stream, so only the deterministic parts agree exactly: compare MAP.
+  np.testing.assert_allclose(traced["rmse"][0], ref["rmse"][0], rtol=1e-5)
+  np.testing.assert_allclose(traced["ll"][0], ref["ll"][0], rtol=1e-5,
+                             atol=1e-5)
+  assert abs(traced["rmse"][1] - ref["rmse"][1]) > 1e-3 * ref["rmse"][1]
   cfg_map = tiny_config()
   cfg_map.map.valid_fraction = 0.0
   cfg_map.map.prior_scale = 0.3
@@ -111,7 +121,6 @@ def test_traced_hparams_match_config_values(tmp_path):
   b = ub.evaluate("map", splits, cfg_map, key, hparams={"prior_scale": 0.3})
   np.testing.assert_allclose(a["rmse"], b["rmse"], rtol=1e-5)
   np.testing.assert_allclose(a["ll"], b["ll"], rtol=1e-5, atol=1e-5)
-  assert np.all(np.isfinite(ref["rmse"])) and np.all(np.isfinite(traced["rmse"]))
 
 
 def test_grid_search_selects_on_validation_and_refits(tmp_path):

@@ -2,6 +2,7 @@
 ones are in tests/bad_input_test.py)."""
 import importlib
 import os
+import re
 
 from absl import flags
 import pytest
@@ -52,6 +53,21 @@ def test_rule_for_unruled_field():
 ])
 def test_method_list(spec, expected):
   assert validate.method_list(spec, ("map", "mfvi", "ensemble")) == expected
+
+
+@pytest.mark.parametrize("spec", ["map,map", "all,map", "", "map,,mfvi",
+                                  "svgp", 3, ("mfvi", "mfvi"), "mfvi,map"])
+def test_method_list_is_registry_check_names(spec):
+  """One implementation: for the registry's own names, ``method_list`` gives
+  ``check_names``'s result, or its exact message as a ConfigError."""
+  from jaxbdl.bayes import registry
+  try:
+    expected = tuple(registry.check_names(spec))
+  except ValueError as e:
+    with pytest.raises(validate.ConfigError, match=f"^{re.escape(str(e))}$"):
+      validate.method_list(spec, list(registry.METHODS))
+  else:
+    assert validate.method_list(spec, list(registry.METHODS)) == expected
 
 
 def test_parse_applies_valid_overrides(tmp_path):

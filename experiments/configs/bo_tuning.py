@@ -13,7 +13,9 @@ from experiments.configs import uci_regression
 
 def get_config(arg=None):
   c = ml_collections.ConfigDict()
-  c.data_dir = "/work/shared/data/uci"
+  # Relative to the repository root (where experiments run): a clean clone
+  # with ``shared/`` beside it. Elsewhere pass --config.data_dir.
+  c.data_dir = "../shared/data/uci"
   c.dataset = "yacht"
   c.split = 0                     # the UCI split whose training rows are used
   c.seeds = (0, 1, 2)             # validation carve, training keys, searches

@@ -47,7 +47,10 @@ def get_config(arg=None):
   config = _uci_defaults()
   config.dataset = "all"        # a folder name under data_dir, or "all"
   config.method = "mfvi"        # a method name, comma-separated names, or "all"
-  config.data_dir = "/work/shared/data/uci"
+  # Relative to the repository root (where experiments run): a clean clone
+  # with ``shared/`` beside it. Elsewhere pass --data_dir (or
+  # --config.data_dir).
+  config.data_dir = "../shared/data/uci"
   config.num_splits = 0         # 0: all splits in the folder
   config.seed = 0
   config.num_steps = 20000

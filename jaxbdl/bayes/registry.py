@@ -139,26 +139,56 @@ def supports(name: str, module) -> bool:
   return name not in REQUIRES or isinstance(module, REQUIRES[name])
 
 
-def check_names(names, module=None) -> list[str]:
-  """Validates method names (a list or ``"a,b"``); ``"all"`` = every method
-  (every method that :func:`supports` ``module`` when one is given).
+def check_names(names, module=None, *, valid=None, what: str = "method",
+                all_word: str = "all") -> list[str]:
+  """Validates a list of names: ``"a,b"``, ``("a", "b")`` or ``"all"``.
 
-  Raises ``ValueError`` naming unknown, repeated or unsupported names.
+  The one parser of name lists (``experiments.validate.method_list`` calls
+  it for any list of names, e.g. data sets).
+
+  Args:
+    names: comma-separated string or a sequence of names; ``all_word`` alone
+      means every valid name (every method that :func:`supports` ``module``
+      when one is given), in the order of ``valid``.
+    module: optional Flax module; each named method must support it (only
+      with the registry's method names).
+    valid: the known names (default: the registry's :data:`METHODS`).
+    what: the noun used in messages (``"method"``, ``"data set"``).
+    all_word: the word meaning "every one".
+
+  Returns:
+    the names, in the given order.
+
+  Raises:
+    ValueError: not a string or sequence, empty list or empty name, unknown
+      names (listed with the valid ones), ``all_word`` mixed with other
+      names, repeated names, or methods that cannot take ``module``.
   """
-  if isinstance(names, str):
-    names = [n.strip() for n in names.split(",")]
-  names = list(names)
-  if "all" in names:
-    if names != ["all"]:
-      raise ValueError(f"'all' cannot be combined with other methods: {names}")
-    return [n for n in METHODS if module is None or supports(n, module)]
-  unknown = [n for n in names if n not in METHODS]
-  if unknown or not names:
-    raise ValueError(f"unknown method(s) {unknown or names}; valid: "
-                     f"{sorted(METHODS)} or 'all'")
+  valid = list(METHODS) if valid is None else list(valid)
+  spec = names
+  if isinstance(spec, str):
+    names = [n.strip() for n in spec.split(",")]
+  elif isinstance(spec, (list, tuple)):
+    names = [n.strip() if isinstance(n, str) else n for n in spec]
+  else:
+    raise ValueError(f"{what} list must be a string or a sequence of names, "
+                     f"got {spec!r}")
+  if not names or names == [""]:
+    raise ValueError(f"empty {what} list; valid: {valid} or {all_word!r}")
+  if any(not isinstance(n, str) or not n for n in names):
+    raise ValueError(f"empty or non-string {what} name in {spec!r}")
+  if all_word in names:
+    if len(names) > 1:
+      raise ValueError(f"{all_word!r} cannot be combined with other {what}s, "
+                       f"got {spec!r}")
+    return [n for n in valid if module is None or supports(n, module)]
+  unknown = [n for n in names if n not in valid]
+  if unknown:
+    raise ValueError(f"unknown {what}(s) {unknown}; valid: {valid} or "
+                     f"{all_word!r}")
   dup = sorted({n for n in names if names.count(n) > 1})
   if dup:
-    raise ValueError(f"method(s) {dup} listed more than once")
+    raise ValueError(f"{what}(s) {dup} listed more than once in {spec!r}")
   bad = [n for n in names if module is not None and not supports(n, module)]
   if bad:
     raise ValueError(f"method(s) {bad} need a {REQUIRES[bad[0]].__name__} "
