@@ -23,6 +23,7 @@ from jaxbdl.bayes import gaussian_vi
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import posterior as post_lib
 from jaxbdl.bayes import priors
+from tests import helpers
 
 NOISE, PRIOR = 0.5, 1.0
 K_SE = 4.0  # Monte Carlo checks: |estimate - exact| < K_SE * SE.
@@ -239,6 +240,12 @@ def test_vi_method_optimum_is_the_exact_posterior(method, rank):
   assert abs(exact_cov[0, 1]) > 2 * LR * exact_cov.max() * 5
   pred = post.predict(state, _data(x, y)["x"][:4], jax.random.key(1), hp)
   assert pred["mean"].shape == (10, 4)
+  # The 10 predictive draws of f(x) = x w, w ~ q, centre on x mu_q: a mean
+  # of 10 draws against its own SE is Student-t with 9 degrees of freedom,
+  # whose two-sided 1e-3 quantile is ~4.8 (4 points: ~0.4 % false alarms).
+  x4 = np.asarray(_data(x, y)["x"][:4], np.float64)
+  helpers.assert_mc_close(np.asarray(pred["mean"]),
+                          x4 @ np.asarray(q["loc"]["kernel"][:, 0]), k=4.8)
 
 
 def test_fullrank_score_function_gradient_matches_pathwise_and_exact():
