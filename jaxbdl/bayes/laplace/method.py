@@ -218,7 +218,7 @@ def make_diag(model, config):
 
 
 def make_kfac(model, config):
-  """KFAC GGN over all Dense weights (``laplace_kfac``)."""
+  """KFAC GGN over all Dense / Conv weights (``laplace_kfac``)."""
   return make(model, config, hessian_structure="kron", name="laplace_kfac")
 
 

@@ -9,13 +9,13 @@ together, without validation data:
   ``L(theta) = [(N / B) s sum_b l_b(theta) + 1/2 theta^T diag(delta)
   theta] / N`` (``l_b = SSR/2`` at unit noise and ``s = 1 / (T sigma^2)`` for
   Gaussian regression; ``l_b = -log p(y_b | f_b)`` and ``s = 1 / T``
-  otherwise; Immer et al. Eq. 1 up to constants);
+  otherwise: the negative log joint up to constants);
 * every ``frequency`` epochs once ``epoch >= burnin``: the Laplace
   approximation at the current ``theta`` (any structure of
   :mod:`curvature`: full, diag, KFAC, low-rank) and ``n_hypersteps`` steps of
   ``hyper_optimizer`` (Adam, lr 0.1 by default) on ``-log q(D | h)``, the
-  Laplace evidence of :mod:`marglik` (Immer et al. Eq. 3 with the GGN / KFAC
-  of Eq. 8-9). The hyper-optimiser's state persists across epochs, as in
+  Laplace evidence of :mod:`marglik` (Immer et al. Eq. 3, with the GGN /
+  KFAC curvature of their Sec. 3). The hyper-optimiser's state persists across epochs, as in
   Algorithm 1 and laplace-torch's ``marglik_training``.
 
 The result is the weights and hyper-parameters of the epoch with the highest
@@ -33,8 +33,8 @@ scans epochs (``lax.scan``; the hyper update sits under ``lax.cond``).
 
 References:
   Immer, Bauer, Fortuin, Ratsch & Khan (2021), *Scalable marginal likelihood
-  estimation for model selection in deep learning*, ICML, Algorithm 1,
-  Eq. 1, 3, 8-9.
+  estimation for model selection in deep learning*, ICML, Algorithm 1 and
+  Eq. 3.
   MacKay (1992), *Bayesian interpolation*, Neural Computation 4(3).
   Daxberger et al. (2021), *Laplace Redux* (laplace-torch's
   ``marglik_training``).
