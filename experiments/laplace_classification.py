@@ -1,7 +1,7 @@
 r"""MAP vs last-layer and KFAC Laplace on scikit-learn's 8x8 digits.
 
 The calibration claim of the Laplace literature (Daxberger et al. 2021,
-*Laplace Redux*, Fig. 5 / Table: a post-hoc last-layer KFAC Laplace with the
+*Laplace Redux*: a post-hoc last-layer KFAC Laplace with the
 GLM predictive and the probit approximation brings a CIFAR-10 WRN-16-4's ECE
 from 2.0 % to 0.8 % at unchanged accuracy), tested at small scale:
 
