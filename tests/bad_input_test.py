@@ -53,6 +53,8 @@ from jaxbdl.bayes import elbo as bayes_elbo
 from jaxbdl.bayes import likelihoods as bayes_likelihoods
 from jaxbdl.bayes import priors as bayes_priors
 from jaxbdl.bayes import ensembles
+from jaxbdl.bayes import laplace as bayes_laplace
+from jaxbdl.bayes import posterior as bayes_posterior
 from jaxbdl.bayes import mc_dropout
 from jaxbdl.bayes import registry
 from absl import flags as absl_flags
@@ -164,6 +166,12 @@ def _workdir(tmp_path, kind):
 
 
 EXPERIMENT_CASES = {
+    "laplace_classification-unknown_network": Case(
+        _experiment("laplace_classification", {"networks": ("resnet",)}),
+        ValueError, "config.networks must be a non-empty subset"),
+    "laplace_classification-unknown_variant": Case(
+        _experiment("laplace_classification", {"mlp.laplace": ("diag",)}),
+        ValueError, "config.mlp.laplace entries must be in"),
     "bayes_logreg-unknown_estimator": Case(
         _experiment("bayes_logreg", {"estimators": ("pathwsie",)}),
         ValueError, "unknown estimator(s) ['pathwsie']"),
@@ -263,7 +271,36 @@ EXPERIMENT_CASES = {
 X, Y = _xy()
 OPT = optax.sgd(0.1)
 
+def _online(**kw):
+  """``laplace.online.marglik_training`` on a 2-weight linear model."""
+  params = {"kernel": jnp.zeros((2, 1))}
+  la = bayes_laplace.Laplace(lambda p, x: x @ p["kernel"], params,
+                             "regression")
+  return lambda t: bayes_laplace.online.marglik_training(
+      la, params, jnp.ones((4, 2)), jnp.ones((4,)), jax.random.key(0),
+      **{"num_epochs": 2, "batch_size": 2, **kw})
+
+
+def _laplace_method(marglik):
+  config = registry.default_config()
+  config.marglik = marglik
+  model = bayes_posterior.mlp_model(
+      (), 1, lambda hp: bayes_likelihoods.gaussian(),
+      lambda hp: bayes_priors.gaussian(1.0))
+  return lambda t: registry.build("laplace_kfac", model, config)
+
+
 LIBRARY_CASES = {
+    # Laplace (online marginal likelihood, registry option)
+    "laplace-online_zero_epochs": Case(
+        _online(num_epochs=0), ValueError,
+        "num_epochs must be an int >= 1, got 0"),
+    "laplace-online_negative_prior": Case(
+        _online(prior_precision=-1.0), ValueError,
+        "prior_precision must be > 0"),
+    "laplace-unknown_marglik_mode": Case(
+        _laplace_method("onlin"), ValueError,
+        "config.marglik must be one of"),
     # train
     "train-nan_in_data": Case(
         lambda t: train.check_finite_data({"x": _with_nan(X), "y": Y}),

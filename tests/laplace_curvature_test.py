@@ -226,3 +226,94 @@ def test_kron_rejects_partial_leaf_masks():
                         params)
     with pytest.raises(ValueError, match="kron.*whole nn.Dense"):
       _fit_vs_reference("kron", apply_fn, params, x, y, "binary", mask)
+
+
+# KFAC for convolutions (KFC, Grosse & Martens 2016) ---------------------------
+
+
+def test_kfac_conv_with_one_output_location_is_exact():
+  """A VALID conv whose kernel covers the image has T = 1 output location:
+  it is a Dense layer on the flattened patch, and KFAC of one bias-free
+  layer with a Gaussian likelihood is the exact GGN (``sum_n a a^T (x) I``).
+  The dense reference also pins the patch ordering against the kernel's
+  row-major flattening."""
+  with jax.enable_x64(True):
+    net = nn.Conv(3, (3, 3), padding="VALID", use_bias=False)
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.normal(size=(7, 3, 3, 2)))
+    y = jnp.asarray(rng.normal(size=(7, 3)))
+    params = jax.tree.map(lambda a: a.astype(jnp.float64),
+                          jax.jit(net.init)(jax.random.key(2), x)["params"])
+    apply_fn = lambda p, xx: net.apply({"params": p}, xx).reshape(  # noqa: E731
+        xx.shape[0], -1)
+    h, ref = _fit_vs_reference("kron", apply_fn, params, x, y, "regression")
+    np.testing.assert_allclose(h, ref, atol=RTOL * float(jnp.abs(ref).max()))
+
+
+class _TinyCNN(nn.Module):
+  @nn.compact
+  def __call__(self, x, conv_out=None):
+    s = nn.Conv(2, (2, 2), strides=(1, 2), padding="SAME", name="conv")(x)
+    if conv_out is not None:      # the reference differentiates through s
+      s = conv_out
+    h = jnp.tanh(s).reshape((x.shape[0], -1))
+    return nn.Dense(3, name="head")(h)
+
+
+def test_kfac_conv_factors_match_their_definition():
+  """Conv blocks against the KFC definition (``_kron_fit``'s docstring)
+  computed independently: the patches ``a_nt`` as the Jacobian of the conv
+  output ``s_nt`` in the kernel (``ds_nto / dW[:, o] = a_nt``), the signals
+  ``d_nt = (df_n / ds_nt)^T L_n`` from ``jax.jacobian`` of the network in
+  ``s`` and ``L_n L_n^T = Lambda_n`` from ``jax.hessian`` of the NLL.
+  The conv-bias block is exact: it equals the dense GGN's bias block."""
+  with jax.enable_x64(True):
+    net = _TinyCNN()
+    rng = np.random.default_rng(4)
+    x = jnp.asarray(rng.normal(size=(5, 4, 4, 2)))
+    y = jnp.asarray(rng.integers(0, 3, size=5))
+    params = jax.tree.map(lambda a: a.astype(jnp.float64),
+                          jax.jit(net.init)(jax.random.key(5), x)["params"])
+    apply_fn = lambda p, xx: net.apply({"params": p}, xx)  # noqa: E731
+    sub = curvature.make_subset(params, "all")
+    st = curvature.kron(sub)
+
+    @jax.jit
+    def run(params, x, y):
+      conv = nn.Conv(2, (2, 2), strides=(1, 2), padding="SAME")
+      cp = params["conv"]
+      s = conv.apply({"params": cp}, x)                      # [N, 4, 2, 2]
+      n, t = x.shape[0], s.shape[1] * s.shape[2]
+      # a: d s[n, t, o=0] / d kernel[..., o=0] -> [N, T, 2*2*2].
+      js = jax.jacobian(lambda k: conv.apply(
+          {"params": {"kernel": k, "bias": cp["bias"]}}, x))(cp["kernel"])
+      a = js[..., 0, :, :, :, 0].reshape(n, t, -1)
+      f = apply_fn(params, x)
+      lam = jax.vmap(jax.hessian(lambda fn, yn: _nll("classification", fn,
+                                                     yn)))(f, y)
+      evals, evecs = jnp.linalg.eigh(lam)
+      sqrt_lam = evecs * jnp.sqrt(jnp.clip(evals, 0.0))[:, None, :]
+      jf = jax.vmap(lambda xn, sn: jax.jacobian(
+          lambda z: net.apply({"params": params}, xn[None], z[None])[0])(sn)
+          )(x, s).reshape(n, 3, t, 2)                        # [N, K, T, O]
+      d = jnp.einsum("nkto,nkj->njto", jf, sqrt_lam)
+      a_ref = jnp.einsum("nti,ntj->ij", a, a) / n
+      g_ref = jnp.einsum("njto,njtp->op", d, d) / t
+      db = d.sum(2)
+      want = {"conv/kernel": jnp.kron(a_ref, g_ref),
+              "conv/bias": jnp.einsum("njo,njp->op", db, db)}
+      fl, _ = ravel_pytree(params)
+      c = st.fit(apply_fn, sub, fl, fl, x, y, "classification", "ggn", 2)
+      return want, st.dense(c), _reference(apply_fn, params, x, y,
+                                           "classification", "ggn")
+    want, dense, ref = run(params, x, y)
+    for name, start, size, _, _ in sub.segments:
+      if name in want:
+        blk = dense[start:start + size, start:start + size]
+        np.testing.assert_allclose(blk, want[name], atol=RTOL * float(
+            jnp.abs(want[name]).max()))
+    _, start, size, _, _ = [s for s in sub.segments if s[0] == "conv/bias"][0]
+    np.testing.assert_allclose(
+        dense[start:start + size, start:start + size],
+        ref[start:start + size, start:start + size],
+        atol=RTOL * float(jnp.abs(ref).max()))

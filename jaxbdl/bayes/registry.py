@@ -115,11 +115,15 @@ def default_config() -> ml_collections.ConfigDict:
                                                    num_train_samples=1))
   c.mfvi_conv_flipout = ml_collections.ConfigDict(dict(init_scale=1e-3,
                                                        num_train_samples=1))
+  # Laplace: "posthoc" | "online" | "False" (shared by every Laplace method,
+  # so `experiments.fit --config.marglik=False` reaches them all).
+  c.marglik = "posthoc"
   for name in ("laplace_full", "laplace_diag", "laplace_kfac",
                "laplace_last_layer"):
     c[name] = ml_collections.ConfigDict(dict(
-        valid_fraction=0.1, patience=20, marglik=True,
+        valid_fraction=0.1, patience=20,
         prior_structure="scalar", marglik_steps=100, marglik_lr=0.1,
+        marglik_frequency=1, marglik_burnin=0,
         curvature="ggn", link_approx="probit", pred_type="glm",
         curvature_batch_size=256))
   return c

@@ -42,7 +42,7 @@ from jaxbdl.bayes.laplace import marglik as marglik_lib
 from jaxbdl.bayes.laplace import predictive as predictive_lib
 
 __all__ = ["LaplaceSpec", "LaplaceState", "Laplace", "LaplaceApproximation",
-           "map_gradient_norm"]
+           "map_gradient_norm", "data_loss"]
 
 PyTree = Any
 
@@ -116,6 +116,12 @@ def _data_loss(spec, params, x, y):
   w = jnp.ones((x.shape[0],), dtype)
   zero = jnp.zeros((), dtype)
   return curvature_lib._chunked(chunk, x, y, w, spec.chunk_size, (zero, zero))
+
+
+def data_loss(spec, params, x, y):
+  """``(loss, N K)``: ``SSR / 2`` at unit noise (regression) or ``-sum log
+  p(y | f)`` over ``x [N, ...]``, ``y [N]``, chunked over the data."""
+  return _data_loss(spec, params, x, y)
 
 
 def map_gradient_norm(spec, state, params, x, y):

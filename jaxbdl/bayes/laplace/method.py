@@ -1,16 +1,26 @@
 """Laplace approximations as registry methods of the Bayesian core.
 
-``fit`` trains the MAP (``jaxbdl.bayes.map_estimate``: the negative log
-joint with the model's prior and likelihood), then fits the Laplace
-approximation around it on the same training data and, with
-``config.marglik`` (default), fits the prior precision and (regression) the
-observation noise by the Laplace evidence. ``predict`` is the GLM predictive
+``fit`` depends on ``config.marglik`` (a shared field, so ``experiments.fit
+--config.marglik=False`` reaches every Laplace method):
+
+* ``"posthoc"`` (default; ``True``): train the MAP
+  (``jaxbdl.bayes.map_estimate``: the negative log joint with the model's
+  prior and likelihood), fit the Laplace approximation around it on the same
+  training data, then fit the prior precision and (regression) the
+  observation noise by the Laplace evidence;
+* ``"online"``: online marginal-likelihood training (``online``; Immer et
+  al. 2021, Algorithm 1) from the model prior's precision and the
+  likelihood's initial noise: every ``marglik_frequency`` epochs after
+  ``marglik_burnin``, ``marglik_steps`` Adam(``marglik_lr``) steps on the
+  evidence; no validation split (``valid_fraction`` is 0);
+* ``False`` (``"False"``, ``"none"``): MAP, then the Laplace approximation
+  with the model's prior precision and the MAP's noise. ``predict`` is the GLM predictive
 (``S = 1``: one Gaussian / one probit probability vector) or, with
 ``config.pred_type = "nn"``, ``num_predict_samples`` weight draws.
 
-Config fields (``registry.default_config().laplace_*``): ``marglik``,
-``prior_structure`` ("scalar" | "layerwise" | "diagonal"),
-``marglik_steps``, ``marglik_lr``, ``curvature`` ("ggn" | "ef"),
+Config fields (``registry.default_config().laplace_*``): ``prior_structure`` ("scalar" | "layerwise" | "diagonal"),
+``marglik_steps``, ``marglik_lr``, ``marglik_frequency``,
+``marglik_burnin``, ``curvature`` ("ggn" | "ef"),
 ``link_approx`` ("probit" | "mc"), ``pred_type`` ("glm" | "nn"),
 ``curvature_batch_size``; plus MAP's ``num_epochs``, ``batch_size``,
 ``patience``, ``valid_fraction`` and the shared ``num_predict_samples``,
@@ -31,14 +41,34 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxbdl.bayes import map_estimate
 from jaxbdl.bayes import posterior as post_lib
 from jaxbdl.bayes.laplace import approximation
+from jaxbdl.bayes.laplace import online
 
 __all__ = ["make", "make_full", "make_diag", "make_kfac", "make_last_layer",
-           "likelihood_kind"]
+           "likelihood_kind", "marglik_mode", "MARGLIK_MODES"]
+
+MARGLIK_MODES = ("posthoc", "online", False)
+_OFF = (False, None, "false", "none", "off", "no", "0", "")
+_POSTHOC = (True, "posthoc", "true", "yes", "1")
+
+
+def marglik_mode(value):
+  """``config.marglik`` -> ``"posthoc"``, ``"online"`` or ``False``; strings
+  from the command line (``"False"``, ``"True"``) included."""
+  v = value.strip().lower() if isinstance(value, str) else value
+  if v in _POSTHOC:
+    return "posthoc"
+  if v == "online":
+    return "online"
+  if v in _OFF:
+    return False
+  raise ValueError(f"config.marglik must be one of {MARGLIK_MODES} (or "
+                   f"True), got {value!r}")
 
 
 def likelihood_kind(lik) -> str:
@@ -52,22 +82,38 @@ def likelihood_kind(lik) -> str:
   return "regression"
 
 
+def _all_prior_precision(model, hp, prior_params, net):
+  """Per weight of the whole network ``[P_all]`` from ``Prior.precision``,
+  else ``1 / hp["prior_scale"]^2``."""
+  prior = model.prior(hp)
+  flat_net = ravel_pytree(net)[0]
+  if prior.precision is None:
+    return jnp.full(flat_net.shape, 1.0 / hp["prior_scale"] ** 2,
+                    flat_net.dtype)
+  tree = prior.precision(prior_params, net)
+  return ravel_pytree(jax.tree.map(
+      lambda a, w: jnp.broadcast_to(a, jnp.shape(w)), tree, net))[0]
+
+
 def _prior_precision(model, hp, map_state, subset):
   """Per selected weight ``[P]`` from ``Prior.precision``, else from
-  ``hp["prior_scale"]``."""
-  prior = model.prior(hp)
-  if prior.precision is None:
+  ``hp["prior_scale"]`` (``[1]``)."""
+  if model.prior(hp).precision is None:
     return jnp.asarray(1.0 / hp["prior_scale"] ** 2).reshape(1)
-  tree = prior.precision(map_state["prior"], map_state["net"])
-  flat = ravel_pytree(jax.tree.map(
-      lambda a, w: jnp.broadcast_to(a, jnp.shape(w)), tree,
-      map_state["net"]))[0]
-  return flat[subset.idx]
+  return _all_prior_precision(model, hp, map_state["prior"],
+                              map_state["net"])[subset.idx]
+
+
+def _init_noise(lik, lik_params, dtype):
+  """The likelihood's noise scale at ``lik_params`` (regression)."""
+  var = lik.predictive(lik_params, jnp.zeros((1, 1), dtype))
+  return jnp.sqrt(var["variance"][0])
 
 
 def make(model: post_lib.Model, config, *, hessian_structure: str = "full",
          subset_of_weights="all", name: str = "laplace") -> post_lib.Posterior:
   """A Laplace :class:`Posterior` (see the module docstring)."""
+  mode = marglik_mode(config.get("marglik", "posthoc"))
   map_post = map_estimate.make(model, config)
   apply_fn = post_lib.point_apply(model.module)
   cache = {}
@@ -86,16 +132,46 @@ def make(model: post_lib.Model, config, *, hessian_structure: str = "full",
           chunk_size=int(config.get("curvature_batch_size", 256)))
     return cache[key]
 
+  def fit_online(key, data, hp):
+    n, xshape = post_lib.check_data(data)
+    lik, prior = model.likelihood(hp), model.prior(hp)
+    kind = likelihood_kind(lik)
+    k_init, k_fit = jax.random.split(key)
+    net = model.module.init(k_init, jnp.zeros((1,) + xshape,
+                                              jnp.float32))["params"]
+    la = approx(net, hp)
+    lik_params, prior_params = lik.init(), prior.init(net)
+    dtype = jax.tree.leaves(net)[0].dtype
+    base = _all_prior_precision(model, hp, prior_params, net)
+    res = online.marglik_training(
+        la, net, data["x"], data["y"], k_fit,
+        num_epochs=int(config.num_epochs),
+        batch_size=min(int(config.batch_size), n),
+        optimizer=optax.adam(hp["learning_rate"]),
+        prior_structure=config.get("prior_structure", "scalar"),
+        n_hypersteps=int(config.get("marglik_steps", 100)),
+        hyper_optimizer=optax.adam(float(config.get("marglik_lr", 0.1))),
+        frequency=int(config.get("marglik_frequency", 1)),
+        burnin=int(config.get("marglik_burnin", 0)),
+        prior_precision=jnp.mean(base[la.spec.subset.idx]),
+        sigma_noise=(_init_noise(lik, lik_params, dtype)
+                     if kind == "regression" else 1.0),
+        base_precision=base, temperature=hp.get("temperature", 1.0))
+    map_state = {"net": res.params, "likelihood": lik_params,
+                 "prior": prior_params}
+    return {"map": map_state, "laplace": res.laplace}, res.history
+
   def fit(key, data, hp, valid=None):
+    if mode == "online":
+      return fit_online(key, data, hp)
     lik = model.likelihood(hp)
     kind = likelihood_kind(lik)
     map_state, history = map_post.fit(key, data, hp, valid)
     net = map_state["net"]
     la = approx(net, hp)
     if kind == "regression":
-      var = lik.predictive(map_state["likelihood"],
-                           jnp.zeros((1, 1), jax.tree.leaves(net)[0].dtype))
-      sigma = jnp.sqrt(var["variance"][0])
+      sigma = _init_noise(lik, map_state["likelihood"],
+                          jax.tree.leaves(net)[0].dtype)
     else:
       sigma = 1.0
     state = la.fit(net, data["x"], data["y"],
@@ -103,7 +179,7 @@ def make(model: post_lib.Model, config, *, hessian_structure: str = "full",
                                                     la.spec.subset),
                    sigma_noise=sigma,
                    temperature=hp.get("temperature", 1.0))
-    if config.get("marglik", True):
+    if mode == "posthoc":
       state, mh = la.optimize_prior_precision(
           state, prior_structure=config.get("prior_structure", "scalar"),
           fit_noise=kind == "regression",
@@ -126,8 +202,9 @@ def make(model: post_lib.Model, config, *, hessian_structure: str = "full",
       return {"mean": pred["mean"][None], "variance": pred["variance"][None]}
     return {"probs": pred["probs"][None]}
 
-  return post_lib.Posterior(name, fit, predict,
-                            float(config.get("valid_fraction", 0.0)))
+  valid_fraction = 0.0 if mode == "online" else float(
+      config.get("valid_fraction", 0.0))
+  return post_lib.Posterior(name, fit, predict, valid_fraction)
 
 
 def make_full(model, config):
@@ -141,7 +218,7 @@ def make_diag(model, config):
 
 
 def make_kfac(model, config):
-  """KFAC GGN over all Dense weights (``laplace_kfac``)."""
+  """KFAC GGN over all Dense / Conv weights (``laplace_kfac``)."""
   return make(model, config, hessian_structure="kron", name="laplace_kfac")
 
 
