@@ -54,12 +54,12 @@ import ml_collections
 import numpy as np
 
 from experiments import launch
-from jaxbdl import calibration
+from jaxbdl.evaluation import calibration
 from jaxbdl import data as data_lib
-from jaxbdl import metric_writers
-from jaxbdl import metrics
-from jaxbdl import networks
-from jaxbdl import results as results_lib
+from jaxbdl.evaluation import metric_writers
+from jaxbdl.evaluation import metrics
+from jaxbdl.nn import networks
+from jaxbdl.evaluation import results as results_lib
 from jaxbdl.bayes import laplace
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import posterior as post_lib

@@ -14,7 +14,7 @@ import numpy as np
 
 from experiments import laplace_classification
 from experiments.configs import laplace_classification as cfg
-from jaxbdl import metric_writers
+from jaxbdl.evaluation import metric_writers
 
 
 def test_quick_run(tmp_path):

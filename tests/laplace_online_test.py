@@ -36,7 +36,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbdl import networks
+from jaxbdl.nn import networks
 from jaxbdl.bayes import laplace, likelihoods, posterior, priors, registry
 from jaxbdl.bayes.laplace import method as laplace_method
 from jaxbdl.bayes.laplace import online

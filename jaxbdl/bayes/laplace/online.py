@@ -49,7 +49,7 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from jaxbdl import train
+from jaxbdl.training import train
 from jaxbdl.bayes.laplace import approximation
 from jaxbdl.bayes.laplace import marglik as marglik_lib
 
@@ -93,7 +93,7 @@ def _all_precision(spec, hyper, base_precision):
 
 
 def neg_log_joint_loss(la, num_data: int, base_precision, temperature=1.0):
-  """A ``jaxbdl.train`` loss reading the hyper-parameters from the model
+  """A ``jaxbdl.training.train`` loss reading the hyper-parameters from the model
   state: ``loss(params, hyper, batch, key) -> (L, (hyper, metrics))``."""
   spec = la.spec
 
