@@ -16,5 +16,6 @@ from jaxbdl import _lazy
 __all__ = ["distributions", "estimators", "control_variates", "relaxations",
            "multisample", "quadrature", "distribution_protocol",
            "location_scale", "discrete", "implicit_reparameterized",
-           "multivariate_normal"]
+           "multivariate_normal", "estimator_protocol",
+           "measure_valued_estimators"]
 __getattr__, __dir__ = _lazy.attach(__name__, __all__)
