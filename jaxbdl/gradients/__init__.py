@@ -17,5 +17,6 @@ __all__ = ["distributions", "estimators", "control_variates", "relaxations",
            "multisample", "quadrature", "distribution_protocol",
            "location_scale", "discrete", "implicit_reparameterized",
            "multivariate_normal", "estimator_protocol",
-           "measure_valued_estimators"]
+           "measure_valued_estimators", "control_variate_protocol",
+           "baselines", "delta_method"]
 __getattr__, __dir__ = _lazy.attach(__name__, __all__)
