@@ -14,9 +14,10 @@ Submodules load on first use (see jaxbdl/_lazy.py)."""
 from jaxbdl import _lazy
 
 __all__ = ["distributions", "estimators", "control_variates", "relaxations",
-           "multisample", "quadrature", "distribution_protocol",
-           "location_scale", "discrete", "implicit_reparameterized",
-           "multivariate_normal", "estimator_protocol",
-           "measure_valued_estimators", "control_variate_protocol",
-           "baselines", "delta_method"]
+           "multisample", "quadrature",
+           "distribution_protocol", "location_scale", "discrete",
+           "implicit_reparameterized", "multivariate_normal",
+           "estimator_protocol", "measure_valued_estimators",
+           "control_variate_protocol", "baselines", "delta_method",
+           "concrete"]
 __getattr__, __dir__ = _lazy.attach(__name__, __all__)
