@@ -25,8 +25,8 @@ this is the classic baseline ``(f(x_i) - b_i) grad log q(x_i)``.
 A :class:`ControlVariate` is a NamedTuple of pure functions (``init``,
 ``function``, ``expected_value``, ``baseline``, ``update``; unused ones are
 ``None``). :func:`with_control_variate` pairs ANY
-:class:`jaxbdl.gradients.estimators.Estimator` with ANY control variate and returns a new
-estimator with the same contract:
+:class:`jaxbdl.gradients.estimators.Estimator` with ANY control variate and
+returns a new estimator with the same contract:
 
 * stateless CV (``init is None``): an ``Estimator`` again:
   ``est(f, dist)(params, key, num_samples) -> grads``, plus ``.samples`` and
@@ -71,9 +71,17 @@ Provided CVs:
   with ``beta = 1``; a fitted ``beta`` (:func:`cross_fitted_coefficient`)
   limits the damage.
 
+Where they live (every name is importable from here): the
+:class:`ControlVariate` and :class:`StatefulEstimator` types in
+:mod:`jaxbdl.gradients.control_variate_protocol`; the baselines in
+:mod:`jaxbdl.gradients.baselines`; :func:`delta_method` in
+:mod:`jaxbdl.gradients.delta_method`; the coefficients and
+:func:`with_control_variate` here.
+
 Cost of the combinator: the estimator runs on ``f`` and, if used, on ``h``
 and on the constant 1; baselines need ``f`` at the
-:func:`jaxbdl.gradients.estimators.draw_samples` points (``S`` extra evaluations).
+:func:`jaxbdl.gradients.estimators.draw_samples` points (``S`` extra
+evaluations).
 
 References:
   S. Mohamed, M. Rosca, M. Figurnov, A. Mnih. Monte Carlo Gradient Estimation
@@ -86,13 +94,19 @@ References:
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, NamedTuple, Union
+from typing import Callable, Union
 
 import jax
 import jax.numpy as jnp
 
-from jaxbdl.gradients import distributions as dists
-from jaxbdl.gradients import estimators as ests
+from jaxbdl.gradients.baselines import (
+    MovingAverageState, leave_one_out_baseline, moving_average_baseline)
+from jaxbdl.gradients.control_variate_protocol import (
+    Array, ControlVariate, Fn, StatefulEstimator)
+from jaxbdl.gradients.delta_method import delta_method
+from jaxbdl.gradients.distribution_protocol import Distribution
+from jaxbdl.gradients.estimator_protocol import (
+    Estimator, check_num_samples, draw_samples, linear_term)
 
 __all__ = [
     "ControlVariate", "StatefulEstimator", "MovingAverageState",
@@ -101,70 +115,8 @@ __all__ = [
     "same_sample_coefficient",
 ]
 
-Array = jax.Array
-Params = Any
-CvState = Any
-Fn = Callable[[Array], Array]
 # (g_f [S, ...], c [S, ...]) -> beta, broadcastable to [S, ...].
 CoefficientFn = Callable[[Array, Array], Array]
-
-
-class ControlVariate(NamedTuple):
-  """A control variate: pure functions, any of which may be ``None``.
-
-  Attributes:
-    name: short name, e.g. ``"delta_method"``.
-    init: ``(params) -> state`` for a stateful CV; ``None`` if stateless.
-    function: ``(f, dist, frozen_params, state) -> h`` with ``h(x) -> scalar``
-      for one sample; ``frozen_params`` are ``stop_gradient``-ed.
-    expected_value: ``(f, dist, params, state) -> E_{q(params)}[h]``, a
-      scalar differentiable in ``params`` (``h``'s own parameters frozen).
-      Required when ``function`` is given.
-    baseline: ``(f_values [S], state) -> b [S]``, ``b_i`` independent of
-      ``x_i``; ``f_values`` are ``f`` at :func:`estimators.draw_samples`.
-    update: ``(f_values [S], state) -> new_state`` (stateful CVs).
-    couples_samples: True if ``b_i`` depends on the other samples of the call
-      (leave-one-out); then a coefficient estimated from the samples would
-      depend on ``x_i`` through the other samples' baselines and bias the
-      estimate, so :func:`with_control_variate` only allows a fixed one.
-  """
-  name: str
-  init: Callable[[Params], CvState] | None = None
-  function: Callable[..., Fn] | None = None
-  expected_value: Callable[..., Array] | None = None
-  baseline: Callable[[Array, CvState], Array] | None = None
-  update: Callable[[Array, CvState], CvState] | None = None
-  couples_samples: bool = False
-
-
-class StatefulEstimator(NamedTuple):
-  """An estimator whose control variate threads a state explicitly.
-
-  Attributes:
-    name: e.g. ``"score_function+moving_average_baseline"``.
-    init: ``(params) -> cv_state``.
-    samples: ``(f, dist) -> fn(params, key, num_samples, cv_state) ->
-      (grads [S, ...], new_cv_state)``.
-    surrogate: ``(f, dist) -> loss(params, key, num_samples, cv_state) ->
-      (scalar, new_cv_state)``; ``jax.grad(loss, has_aux=True)`` gives the
-      averaged estimate of ``samples`` (same key, same state) and the state.
-    reparameterized: the wrapped estimator's flag.
-  """
-  name: str
-  init: Callable[[Params], CvState]
-  samples: Callable[..., Callable[..., tuple[Params, CvState]]]
-  surrogate: Callable[..., Callable[..., tuple[Array, CvState]]] | None = None
-  reparameterized: bool = False
-
-  def __call__(self, f: Fn, dist: dists.Distribution):
-    """``grad_fn(params, key, num_samples, cv_state) -> (grads, new_state)``."""
-    samples_fn = self.samples(f, dist)
-
-    def grad_fn(params, key, num_samples, cv_state):
-      per_sample, new_state = samples_fn(params, key, num_samples, cv_state)
-      return jax.tree.map(lambda g: jnp.mean(g, axis=0), per_sample), new_state
-
-    return grad_fn
 
 
 # ---------------------------------------------------------------------------
@@ -238,16 +190,16 @@ def _one(x):
   return jnp.ones((), jnp.float32)
 
 
-def _cv_samples(estimator: ests.Estimator, cv: ControlVariate, coefficient):
+def _cv_samples(estimator: Estimator, cv: ControlVariate, coefficient):
   """(f, dist) -> fn(params, key, S, state) -> (grads [S, ...], new_state,
   f_values [S] or None)."""
 
-  def make(f: Fn, dist: dists.Distribution):
+  def make(f: Fn, dist: Distribution):
     g_f_fn = estimator.samples(f, dist)
     g_one_fn = estimator.samples(_one, dist) if cv.baseline else None
 
     def fn(params, key, num_samples, state):
-      num_samples = ests.check_num_samples(num_samples)
+      num_samples = check_num_samples(num_samples)
       g_f = g_f_fn(params, key, num_samples)
       c = jax.tree.map(jnp.zeros_like, g_f)
       if cv.function is not None:
@@ -259,7 +211,7 @@ def _cv_samples(estimator: ests.Estimator, cv: ControlVariate, coefficient):
         c = jax.tree.map(lambda a, gh, ge: a + gh - ge[None], c, g_h, grad_eh)
       f_values = None
       if cv.baseline is not None or cv.update is not None:
-        xs = ests.draw_samples(dist, jax.lax.stop_gradient(params), key,
+        xs = draw_samples(dist, jax.lax.stop_gradient(params), key,
                                num_samples)
         f_values = jax.lax.stop_gradient(jax.vmap(f)(xs))
       if cv.baseline is not None:
@@ -295,15 +247,11 @@ def _cv_surrogate(make):
       sg_params = jax.lax.stop_gradient(params)
       per_sample, new_state, f_values = fn(sg_params, key, num_samples, state)
       if f_values is None:
-        xs = ests.draw_samples(dist, sg_params, key, num_samples)
+        xs = draw_samples(dist, sg_params, key, num_samples)
         f_values = jax.vmap(f)(xs)
       grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), per_sample)
-      lin = sum(jnp.sum(jax.lax.stop_gradient(g) *
-                        (p - jax.lax.stop_gradient(p)))
-                for g, p in zip(jax.tree.leaves(grads),
-                                jax.tree.leaves(params)))
       value = jax.lax.stop_gradient(jnp.mean(f_values))
-      return value + lin, new_state
+      return value + linear_term(grads, params), new_state
 
     return loss
 
@@ -311,7 +259,7 @@ def _cv_surrogate(make):
 
 
 def with_control_variate(
-    estimator: ests.Estimator, cv: ControlVariate,
+    estimator: Estimator, cv: ControlVariate,
     coefficient: Union[float, CoefficientFn] = 1.0):
   """Pairs a gradient estimator with a control variate.
 
@@ -329,7 +277,7 @@ def with_control_variate(
   Raises:
     ValueError: if the arguments have the wrong types.
   """
-  if not isinstance(estimator, ests.Estimator):
+  if not isinstance(estimator, Estimator):
     raise ValueError(f"estimator must be an estimators.Estimator, got "
                      f"{estimator!r}")
   if not isinstance(cv, ControlVariate):
@@ -366,133 +314,6 @@ def with_control_variate(
     return lambda params, key, num_samples: loss(params, key, num_samples,
                                                  None)[0]
 
-  return ests.Estimator(name, samples, surrogate,
+  return Estimator(name, samples, surrogate,
                         reparameterized=estimator.reparameterized)
 
-
-# ---------------------------------------------------------------------------
-# Control variates.
-
-
-class MovingAverageState(NamedTuple):
-  """State of :func:`moving_average_baseline`.
-
-  Attributes:
-    average: the (biased) exponential moving average of ``f``, scalar.
-    count: number of updates so far, int32 scalar.
-    weight: ``1 - prod_j decay_j``, the total weight of the average (its
-      zero-debiasing divisor; ``1 - decay^count`` for a constant decay).
-  """
-  average: Array
-  count: Array
-  weight: Array
-
-
-def moving_average_baseline(
-    decay: float = 0.9,
-    use_decay_early_training_heuristic: bool = False) -> ControlVariate:
-  """Baseline ``b`` = bias-corrected EMA of past calls' mean ``f``.
-
-  ``avg_i = decay_i * avg_{i-1} + (1 - decay_i) * mean_j f(x_j)`` and
-  ``b = avg / (1 - prod_i decay_i)`` (Adam-style zero-debiasing; ``b = 0``
-  before the first update). ``decay_i = decay``, or with
-  ``use_decay_early_training_heuristic`` ``decay_i = min(decay, (1 + i) /
-  (10 + i))`` for update ``i = 0, 1, ...`` (optax's former
-  ``moving_avg_baseline``: the average forgets its first, poor values
-  faster). The baseline of a call is read before its update, so it does not
-  depend on the call's samples (unbiased).
-
-  Args:
-    decay: in [0, 1).
-    use_decay_early_training_heuristic: see above.
-  """
-  if not 0.0 <= decay < 1.0:
-    raise ValueError(f"decay must be in [0, 1), got {decay}")
-
-  def init(params):
-    del params
-    return MovingAverageState(jnp.zeros((), jnp.float32),
-                              jnp.zeros((), jnp.int32),
-                              jnp.zeros((), jnp.float32))
-
-  def baseline(f_values, state):
-    ok = state.weight > 0
-    b = jnp.where(ok, state.average / jnp.where(ok, state.weight, 1.0), 0.0)
-    return jnp.broadcast_to(b, f_values.shape)
-
-  def update(f_values, state):
-    d = jnp.asarray(decay, jnp.float32)
-    if use_decay_early_training_heuristic:
-      i = state.count.astype(jnp.float32)
-      d = jnp.minimum(d, (1.0 + i) / (10.0 + i))
-    avg = d * state.average + (1.0 - d) * jnp.mean(f_values)
-    weight = 1.0 - d * (1.0 - state.weight)
-    return MovingAverageState(avg.astype(jnp.float32), state.count + 1,
-                              weight.astype(jnp.float32))
-
-  return ControlVariate("moving_average_baseline", init=init,
-                        baseline=baseline, update=update)
-
-
-def leave_one_out_baseline() -> ControlVariate:
-  """``b_i = (sum_j f(x_j) - f(x_i)) / (S - 1)``; needs ``num_samples >= 2``.
-
-  With the score function this is Kool et al.'s (2019) estimator
-  ``1/(S-1) sum_i (f_i - mean f) grad log q(x_i)``.
-  """
-
-  def baseline(f_values, state):
-    del state
-    s = f_values.shape[0]
-    if s < 2:
-      raise ValueError(f"leave_one_out_baseline needs num_samples >= 2, got "
-                       f"{s}")
-    return (jnp.sum(f_values) - f_values) / (s - 1)
-
-  return ControlVariate("leave_one_out_baseline", baseline=baseline,
-                        couples_samples=True)
-
-
-def _moments(dist, params):
-  """``(mean [D], covariance [D, D], event_shape)`` from the capabilities."""
-  if dist.mean is None or dist.covariance is None:
-    raise ValueError(f"delta_method needs a distribution with mean and "
-                     f"covariance (Distribution.mean/.covariance); "
-                     f"{dist.name} has none")
-  mean = dist.mean(params)
-  return mean.reshape(-1), dist.covariance(params), mean.shape
-
-
-def delta_method() -> ControlVariate:
-  """Second-order Taylor expansion of ``f`` at the mean.
-
-  Any distribution with ``mean`` and ``covariance``; see the module
-  docstring for ``h`` and ``E_q[h]``.
-  """
-
-  def taylor(f, mean_d, shape):
-    m = jax.lax.stop_gradient(mean_d)
-    f_flat = lambda z: f(z.reshape(shape))
-    return m, f_flat(m), jax.grad(f_flat)(m), jax.hessian(f_flat)(m)
-
-  def function(f, dist, frozen_params, state):
-    del state
-    mean_d, _, shape = _moments(dist, frozen_params)
-    m, f_m, g_d, h_dxd = taylor(f, mean_d, shape)
-
-    def h(x):
-      dx = x.reshape(-1) - m
-      return f_m + g_d @ dx + 0.5 * dx @ (h_dxd @ dx)
-
-    return h
-
-  def expected_value(f, dist, params, state):
-    del state
-    mean_d, cov_dxd, shape = _moments(dist, params)
-    m, f_m, g_d, h_dxd = taylor(f, mean_d, shape)
-    dmu = mean_d - m  # zero in value, identity in gradient
-    return (f_m + g_d @ dmu +
-            0.5 * (dmu @ (h_dxd @ dmu) + jnp.sum(h_dxd * cov_dxd)))
-
-  return ControlVariate("delta_method", function=function,
-                        expected_value=expected_value)

@@ -5,9 +5,10 @@ Each estimator approximates
   grad_theta E_{q(x; theta)}[f(x)],
 
 for ``theta`` the parameter dict of a distribution from
-:mod:`jaxbdl.gradients.distributions` and ``f`` a function of ONE sample ``x`` (shape of
-the distribution's event) returning a scalar. ``f`` must not depend on
-``theta``; if it does, differentiate that dependence separately (chain rule).
+:mod:`jaxbdl.gradients.distributions` and ``f`` a function of ONE sample
+``x`` (shape of the distribution's event) returning a scalar. ``f`` must
+not depend on ``theta``; if it does, differentiate that dependence
+separately (chain rule).
 
 Design. An estimator is an :class:`Estimator`, a NamedTuple of two factories:
 
@@ -23,8 +24,9 @@ Design. An estimator is an :class:`Estimator`, a NamedTuple of two factories:
   gives the AVERAGE of the ``num_samples`` single-sample estimates.
 
 So ``pathwise(f, dist)`` is ``average(pathwise.samples(f, dist))``;
-combinators such as :func:`jaxbdl.gradients.control_variates.with_control_variate` take
-an ``Estimator`` and return a new one, so any estimator pairs with any control
+combinators such as
+:func:`jaxbdl.gradients.control_variates.with_control_variate` take an
+``Estimator`` and return a new one, so any estimator pairs with any control
 variate. ``num_samples`` must be a static positive Python int
 (``jax.jit(grad_fn, static_argnums=2)``); a batch of keys is a ``jax.vmap``
 with ``in_axes=(None, 0, None)``.
@@ -89,6 +91,13 @@ Estimators (Mohamed et al. 2020, sections 4-6):
   evaluations of ``f`` per sample (``P`` parameters of ``D`` entries each),
   no derivatives of ``f``.
 
+Where they live (all names are importable from here): the
+:class:`Estimator` type and the shared helpers (:func:`check_num_samples`,
+:func:`draw_samples`, :func:`average`, :func:`linearized_surrogate`) in
+:mod:`jaxbdl.gradients.estimator_protocol`; :data:`pathwise` and
+:data:`score_function` here; the measure-valued estimators in
+:mod:`jaxbdl.gradients.measure_valued_estimators`.
+
 References:
   S. Mohamed, M. Rosca, M. Figurnov, A. Mnih. Monte Carlo Gradient Estimation
   in Machine Learning. JMLR 21(132), 2020.
@@ -100,14 +109,19 @@ References:
 """
 from __future__ import annotations
 
-import math
-import numbers
-from typing import Any, Callable, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from jaxbdl.gradients import distributions as dists
+from jaxbdl.gradients.distribution_protocol import Distribution
+from jaxbdl.gradients.estimator_protocol import (
+    Array, Estimator, Fn, LossFn, Params, SamplesFn, _check_dist, _prepare,
+    _scalar_f, average, check_num_samples, draw_samples, linearized_surrogate,
+    per_sample, surrogate)
+from jaxbdl.gradients.measure_valued_estimators import (
+    measure_valued, measure_valued_samples, measure_valued_surrogate,
+    measure_valued_uncoupled)
 
 __all__ = [
     "Estimator", "pathwise", "score_function", "measure_valued",
@@ -117,138 +131,6 @@ __all__ = [
     "measure_valued_surrogate", "per_sample", "surrogate", "average",
     "draw_samples", "check_num_samples", "linearized_surrogate",
 ]
-
-Array = jax.Array
-Params = Any  # a parameter dict (pytree) of a Distribution
-Fn = Callable[[Array], Array]
-SamplesFn = Callable[[Params, Array, int], Params]
-GradFn = Callable[[Params, Array, int], Params]
-LossFn = Callable[[Params, Array, int], Array]
-
-_SQRT_2PI = math.sqrt(2.0 * math.pi)
-
-
-class Estimator(NamedTuple):
-  """A Monte Carlo gradient estimator (see the module docstring).
-
-  Attributes:
-    name: short name, e.g. ``"score_function"``.
-    samples: ``(f, dist) -> samples_fn(params, key, num_samples)`` returning
-      per-sample estimates with a leading ``[num_samples]`` axis.
-    surrogate: ``(f, dist) -> loss(params, key, num_samples) -> scalar`` with
-      ``jax.grad(loss)`` equal to the averaged estimate for the same key.
-    reparameterized: True if the estimate differentiates ``f`` along the
-      sample path (pathwise, incl. implicit reparameterisation); such an
-      estimator needs ``dist.reparameterized`` and a differentiable ``f``.
-  """
-  name: str
-  samples: Callable[[Fn, dists.Distribution], SamplesFn]
-  surrogate: Callable[[Fn, dists.Distribution], LossFn]
-  reparameterized: bool = False
-
-  def __call__(self, f: Fn, dist: dists.Distribution) -> GradFn:
-    """Returns ``grad_fn(params, key, num_samples)``: the averaged estimate."""
-    return average(self.samples(f, dist))
-
-
-# ---------------------------------------------------------------------------
-# Helpers shared by estimators and control variates.
-
-
-def check_num_samples(num_samples: Any, minimum: int = 1) -> int:
-  """Checks ``num_samples`` is a static Python int >= ``minimum``.
-
-  Raises:
-    ValueError: naming the value, otherwise (also for traced values: pass it
-      with ``static_argnums`` under ``jax.jit``).
-  """
-  if isinstance(num_samples, bool) or not isinstance(num_samples,
-                                                     numbers.Integral):
-    raise ValueError(
-        f"num_samples must be a static Python int, got {num_samples!r} "
-        "(under jax.jit pass it with static_argnums)")
-  if num_samples < minimum:
-    raise ValueError(f"num_samples must be >= {minimum}, got {num_samples}")
-  return int(num_samples)
-
-
-def draw_samples(dist: dists.Distribution, params: Params, key: Array,
-                 num_samples: int) -> Array:
-  """The base samples ``dist.sample(params, key, (S,))``: ``[S, *event]``.
-
-  These are the points where the score-function and pathwise estimators
-  evaluate ``f`` for the same ``key``, so control variates can use
-  ``f(x_i)`` (the measure-valued estimator draws its own points).
-  """
-  num_samples = check_num_samples(num_samples)
-  return dist.sample(params, key, (num_samples,))
-
-
-def average(samples_fn: SamplesFn) -> GradFn:
-  """Turns per-sample estimates ``[S, ...]`` into their mean over samples."""
-
-  def grad_fn(params, key, num_samples):
-    per_sample = samples_fn(params, key, num_samples)
-    return jax.tree.map(lambda g: jnp.mean(g, axis=0), per_sample)
-
-  return grad_fn
-
-
-def _scalar_f(f: Fn, x: Array) -> Array:
-  y = jnp.asarray(f(x))
-  if y.shape != ():
-    raise ValueError(f"f must return a scalar for one sample of shape "
-                     f"{jnp.shape(x)}, got shape {y.shape}")
-  return y
-
-
-def _check_dist(dist: Any) -> dists.Distribution:
-  if not isinstance(dist, dists.Distribution):
-    raise ValueError(f"dist must be a jaxbdl.gradients.distributions.Distribution "
-                     f"(e.g. distributions.Normal), got {dist!r}")
-  return dist
-
-
-def _prepare(dist: dists.Distribution, params: Params, num_samples: Any,
-             minimum: int = 1) -> int:
-  dist.event_shape(params)  # validates the parameter dict
-  return check_num_samples(num_samples, minimum)
-
-
-def linearized_surrogate(estimator_samples: Callable[[Fn, dists.Distribution],
-                                                     SamplesFn]):
-  """A surrogate for any estimator, linear in the parameters.
-
-  ``loss = sg(mean_i f(x_i)) + sum <sg(grad), theta - sg(theta)>``.
-
-  The value is ``mean_i f(x_i)`` at the :func:`draw_samples` points (costs
-  ``S`` extra evaluations of ``f``); the gradient is exactly the averaged
-  estimate of ``estimator_samples`` for the same key.
-
-  Args:
-    estimator_samples: ``(f, dist) -> samples_fn``.
-
-  Returns:
-    ``(f, dist) -> loss(params, key, num_samples) -> scalar``.
-  """
-
-  def make(f: Fn, dist: dists.Distribution) -> LossFn:
-    grad_fn = average(estimator_samples(f, dist))
-
-    def loss(params, key, num_samples):
-      sg_params = jax.lax.stop_gradient(params)
-      grads = jax.lax.stop_gradient(grad_fn(sg_params, key, num_samples))
-      xs = jax.lax.stop_gradient(draw_samples(dist, sg_params, key,
-                                              num_samples))
-      value = jnp.mean(jax.vmap(lambda x: _scalar_f(f, x))(xs))
-      lin = sum(jnp.sum(g * (p - jax.lax.stop_gradient(p)))
-                for g, p in zip(jax.tree.leaves(grads),
-                                jax.tree.leaves(params)))
-      return jax.lax.stop_gradient(value) + lin
-
-    return loss
-
-  return make
 
 
 # ---------------------------------------------------------------------------
@@ -299,7 +181,22 @@ def _check_differentiable(f: Fn, x: jax.ShapeDtypeStruct,
         "score_function or measure_valued, which do not differentiate f")
 
 
-def _pathwise_samples(f: Fn, dist: dists.Distribution) -> SamplesFn:
+
+def _pathwise_noise(f: Fn, dist: Distribution, params: Params, key: Array,
+                    num_samples: Any) -> Array:
+  """Checked base noise ``eps = dist.noise(params, key, (S,))``: ``[S, ...]``.
+
+  Validates the parameters and ``num_samples`` and, at trace time, that
+  ``f`` is differentiable along the path (:func:`_check_differentiable`).
+  """
+  num_samples = _prepare(dist, params, num_samples)
+  eps = dist.noise(params, key, (num_samples,))
+  _check_differentiable(
+      f, jax.eval_shape(dist.transform, params, eps[0]), "pathwise")
+  return eps
+
+
+def _pathwise_samples(f: Fn, dist: Distribution) -> SamplesFn:
   """Per-sample estimates ``grad_theta f(dist.transform(theta, eps_i))``."""
   _check_dist(dist)
   if not dist.reparameterized:
@@ -308,10 +205,7 @@ def _pathwise_samples(f: Fn, dist: dists.Distribution) -> SamplesFn:
                      "measure_valued)")
 
   def samples_fn(params, key, num_samples):
-    num_samples = _prepare(dist, params, num_samples)
-    eps = dist.noise(params, key, (num_samples,))
-    _check_differentiable(
-        f, jax.eval_shape(dist.transform, params, eps[0]), "pathwise")
+    eps = _pathwise_noise(f, dist, params, key, num_samples)
 
     def one(e):
       return jax.grad(lambda p: _scalar_f(f, dist.transform(p, e)))(params)
@@ -321,16 +215,13 @@ def _pathwise_samples(f: Fn, dist: dists.Distribution) -> SamplesFn:
   return samples_fn
 
 
-def _pathwise_surrogate(f: Fn, dist: dists.Distribution) -> LossFn:
+def _pathwise_surrogate(f: Fn, dist: Distribution) -> LossFn:
   """``mean_i f(dist.transform(theta, eps_i))``: value and grad are MC."""
   _pathwise_samples(f, dist)  # same checks
 
   def loss(params, key, num_samples):
-    num_samples = _prepare(dist, params, num_samples)
-    eps = dist.noise(params, key, (num_samples,))
-    _check_differentiable(
-        f, jax.eval_shape(dist.transform, params, eps[0]), "pathwise")
-    xs = dist.transform(params, eps)
+    xs = dist.transform(params, _pathwise_noise(f, dist, params, key,
+                                                num_samples))
     return jnp.mean(jax.vmap(lambda x: _scalar_f(f, x))(xs))
 
   return loss
@@ -344,26 +235,29 @@ pathwise = Estimator("pathwise", _pathwise_samples, _pathwise_surrogate,
 # Score-function (REINFORCE) estimator, sec. 4.
 
 
-def _score_function_samples(f: Fn, dist: dists.Distribution) -> SamplesFn:
+def _score_points(dist: Distribution, params: Params, key: Array,
+                  num_samples: Any) -> Array:
+  """``x_i ~ q``, the :func:`draw_samples` points, gradient stopped."""
+  num_samples = _prepare(dist, params, num_samples)
+  return jax.lax.stop_gradient(dist.sample(params, key, (num_samples,)))
+
+
+def _score_function_samples(f: Fn, dist: Distribution) -> SamplesFn:
   """Per-sample estimates ``f(x_i) grad_theta log q(x_i; theta)``, x_i ~ q."""
   _check_dist(dist)
 
   def samples_fn(params, key, num_samples):
-    num_samples = _prepare(dist, params, num_samples)
-
-    xs = jax.lax.stop_gradient(dist.sample(params, key, (num_samples,)))
-
     def one(x):
       fx = jax.lax.stop_gradient(_scalar_f(f, x))
       score = jax.grad(lambda p: dist.log_prob(p, x))(params)
       return jax.tree.map(lambda s: fx.astype(s.dtype) * s, score)
 
-    return jax.vmap(one)(xs)
+    return jax.vmap(one)(_score_points(dist, params, key, num_samples))
 
   return samples_fn
 
 
-def _score_function_surrogate(f: Fn, dist: dists.Distribution) -> LossFn:
+def _score_function_surrogate(f: Fn, dist: Distribution) -> LossFn:
   """``mean_i [f_i + f_i (log q_i - sg(log q_i))]`` with f_i = sg(f(x_i)).
 
   Its value is the MC estimate ``mean_i f(x_i)`` and its gradient is the
@@ -372,16 +266,13 @@ def _score_function_surrogate(f: Fn, dist: dists.Distribution) -> LossFn:
   _check_dist(dist)
 
   def loss(params, key, num_samples):
-    num_samples = _prepare(dist, params, num_samples)
-
-    xs = jax.lax.stop_gradient(dist.sample(params, key, (num_samples,)))
-
     def one(x):
       fx = jax.lax.stop_gradient(_scalar_f(f, x))
       logq = dist.log_prob(params, x)
       return fx + fx * (logq - jax.lax.stop_gradient(logq))
 
-    return jnp.mean(jax.vmap(one)(xs))
+    return jnp.mean(jax.vmap(one)(_score_points(dist, params, key,
+                                                num_samples)))
 
   return loss
 
@@ -391,111 +282,9 @@ score_function = Estimator("score_function", _score_function_samples,
 
 
 # ---------------------------------------------------------------------------
-# Measure-valued estimators (weak derivatives), sec. 6.
-
-
-def _measure_valued(coupled: bool, name: str):
-  """``(f, dist) -> samples_fn`` of the (un)coupled weak-derivative estimate.
-
-  See the module docstring; ``2 * P * D`` evaluations of ``f`` per sample.
-  """
-
-  def make(f: Fn, dist: dists.Distribution) -> SamplesFn:
-    _check_dist(dist)
-    if dist.weak_derivative is None:
-      raise ValueError(
-          f"{name} needs a distribution with a weak derivative "
-          f"(Distribution.weak_derivative); {dist.name} has none (use "
-          "score_function, or pathwise if it is reparameterised)")
-    missing = [n for n in dist.param_names
-               if n not in dist.weak_derivative_params]
-    if missing:
-      raise ValueError(
-          f"{name}: {dist.name} has no closed-form weak derivative for "
-          f"{missing} (only for {list(dist.weak_derivative_params)}); use "
-          "score_function, or pathwise if it is reparameterised")
-
-    def samples_fn(params, key, num_samples):
-      num_samples = _prepare(dist, params, num_samples)
-      params = jax.lax.stop_gradient(params)
-      event = tuple(dist.event_shape(params))
-      d = math.prod(event)
-      names = dist.param_names
-      shapes = {n: jnp.shape(params[n]) for n in names}
-      key_base, key_wd = jax.random.split(key)
-      x_sxd = dist.sample(params, key_base, (num_samples,)).reshape(
-          num_samples, d)
-      wd = dist.weak_derivative(params, key_wd, (num_samples,), coupled)
-      c_pxd = jnp.stack([jnp.reshape(wd[n].constant, (d,)) for n in names])
-      # [S, 2P, D]: row 2p is parameter p's positive part, 2p + 1 its
-      # negative part.
-      new_sxjxd = jnp.stack(
-          [jnp.reshape(getattr(wd[n], part), (num_samples, d)).astype(
-              x_sxd.dtype) for n in names for part in ("positive",
-                                                        "negative")],
-          axis=1)
-      is_diag = jnp.eye(d, dtype=bool)  # [D, D]
-      j = 2 * len(names)
-
-      def one(args):
-        x_d, new_jxd = args
-        # Row (j, d): the base sample with coordinate d replaced.
-        x_jxdxd = jnp.where(is_diag[None], new_jxd[:, :, None],
-                            x_d[None, None, :])
-        f_jxd = jax.vmap(lambda row: _scalar_f(f, row.reshape(event)))(
-            x_jxdxd.reshape(j * d, d)).reshape(len(names), 2, d)
-        g_pxd = c_pxd * (f_jxd[:, 0] - f_jxd[:, 1]).astype(c_pxd.dtype)
-        return {n: g_pxd[i].reshape(shapes[n]) for i, n in enumerate(names)}
-
-      # 2 P D evaluations of f per sample: beyond a few thousand at once the
-      # vmapped program becomes memory-bound (the f intermediates of every
-      # evaluation are materialised), so large sample counts run in chunks.
-      chunk = max(1, _MVD_EVALS_PER_CHUNK // (j * d))
-      if num_samples <= chunk:
-        return jax.vmap(one)((x_sxd, new_sxjxd))
-      return jax.lax.map(one, (x_sxd, new_sxjxd), batch_size=chunk)
-
-    return samples_fn
-
-  return make
-
-
-# f evaluations per vmapped chunk of the measure-valued estimator.
-_MVD_EVALS_PER_CHUNK = 4096
-
-_measure_valued_samples = _measure_valued(True, "measure_valued")
-_measure_valued_uncoupled_samples = _measure_valued(
-    False, "measure_valued_uncoupled")
-
-measure_valued = Estimator("measure_valued", _measure_valued_samples,
-                           linearized_surrogate(_measure_valued_samples))
-measure_valued_uncoupled = Estimator(
-    "measure_valued_uncoupled", _measure_valued_uncoupled_samples,
-    linearized_surrogate(_measure_valued_uncoupled_samples))
-
-
-# ---------------------------------------------------------------------------
 # Flat public names (the contract research code imports).
 
 pathwise_samples = pathwise.samples
 score_function_samples = score_function.samples
-measure_valued_samples = measure_valued.samples
 pathwise_surrogate = pathwise.surrogate
 score_function_surrogate = score_function.surrogate
-measure_valued_surrogate = measure_valued.surrogate
-
-
-def per_sample(estimator: Estimator) -> Callable[[Fn, dists.Distribution],
-                                                 SamplesFn]:
-  """``per_sample(est)(f, dist)(params, key, S)`` -> ``[S, ...]`` estimates."""
-  if not isinstance(estimator, Estimator):
-    raise ValueError(f"expected an estimators.Estimator, got {estimator!r}")
-  return estimator.samples
-
-
-def surrogate(estimator: Estimator) -> Callable[[Fn, dists.Distribution],
-                                                LossFn]:
-  """``surrogate(est)(f, dist)(params, key, S)`` -> scalar; its grad = est's."""
-  if not isinstance(estimator, Estimator):
-    raise ValueError(f"expected an estimators.Estimator, got {estimator!r}")
-  return estimator.surrogate

@@ -87,7 +87,8 @@ def _scalar(log_joint, theta, z, what):
 
 def log_weights(log_joint: LogJoint, dist: dists.Distribution, theta: Any,
                 params: Any, zs: Array) -> Array:
-  """``log w_k = log p(x, z_k) - log q(z_k)`` for ``zs [K, *event]`` -> ``[K]``."""
+  """``log w_k = log p(x, z_k) - log q(z_k)``; ``zs [K, *event]`` -> ``[K]``.
+  """
   log_p = jax.vmap(lambda z: _scalar(log_joint, theta, z, "log_weights"))(zs)
   return log_p - dist.log_prob(params, zs)
 

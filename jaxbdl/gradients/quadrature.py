@@ -44,7 +44,8 @@ the coupled measure-valued variance is ``E[g^2] - (grad)^2``. Closed forms for
 ``f`` must be a JAX-traceable function of a scalar returning a scalar; it is
 evaluated (and differentiated with ``jax.grad`` for the pathwise case) in
 float64 inside ``jax.enable_x64``. Everything returns Python floats in dicts
-keyed like :class:`jaxbdl.gradients.distributions.Normal` params: ``{"loc", "scale"}``.
+keyed like :class:`jaxbdl.gradients.distributions.Normal` params:
+``{"loc", "scale"}``.
 
 References:
   Mohamed, Rosca, Figurnov & Mnih (2020), Monte Carlo gradient estimation in

@@ -1,35 +1,19 @@
-r"""Continuous relaxations of discrete variables and the estimators built on them.
+r"""Estimators for discrete variables built on continuous relaxations.
 
 Gradients of ``E_{b ~ q(b; theta)}[f(b)]`` for a Bernoulli or Categorical
-``q`` (:mod:`jaxbdl.gradients.distributions`) with ``f`` a function that is also
+``q`` (:mod:`jaxbdl.gradients.discrete`) with ``f`` a function that is also
 DEFINED AND DIFFERENTIABLE ON THE RELAXED DOMAIN: reals in ``[0, 1]`` for a
 Bernoulli event ``[*E]``, points of the probability simplex ``[*E, K]`` for a
 Categorical (where a hard sample is ``one_hot(b)``). The score-function
-estimator (:data:`jaxbdl.gradients.estimators.score_function`) needs no such ``f``.
+estimator (:data:`jaxbdl.gradients.estimators.score_function`) needs no such
+``f``.
 
-Concrete / Gumbel-softmax relaxations (Maddison et al. 2017; Jang et al.
-2017), temperature ``lambda > 0``:
-
-* Binary Concrete: ``z = theta + log u - log(1 - u)`` (``u ~ U(0, 1)``, so
-  ``z - theta`` is standard Logistic and ``b = 1[z > 0]`` is
-  Bernoulli(sigmoid(theta))); ``y = sigmoid(z / lambda)``. Density on
-  ``(0, 1)`` (Maddison et al. 2017, eq. 22, ``alpha = exp(theta)``)::
-
-    p(y) = lambda alpha y^(-lambda-1) (1-y)^(-lambda-1)
-           / (alpha y^(-lambda) + (1-y)^(-lambda))^2.
-
-* Concrete (K classes): ``z_k = log pi_k + G_k`` with ``G_k ~ Gumbel(0, 1)``
-  and ``pi = softmax(logits)``; ``b = argmax z``; ``y = softmax(z / lambda)``.
-  Density on the simplex w.r.t. Lebesgue measure on its first ``K - 1``
-  coordinates (Maddison et al. 2017, eq. 9)::
-
-    p(y) = (K-1)! lambda^(K-1) prod_k [pi_k y_k^(-lambda-1)]
-           / (sum_k pi_k y_k^(-lambda))^K.
-
-:func:`relaxed_bernoulli` and :func:`relaxed_categorical` are
-:class:`jaxbdl.gradients.distributions.Distribution` s (reparameterised) whose
-``noise`` is the SAME base noise as ``Bernoulli`` / ``Categorical``
-(uniforms / Gumbels), so one key gives the hard and the relaxed sample.
+The relaxations themselves (Concrete / Gumbel-softmax distributions,
+temperature ``lambda``, ``y = sigma_lambda(z)``, the conditional sample
+``z~ ~ p(z | b)``) are in :mod:`jaxbdl.gradients.concrete`; their public
+names are re-exported here (:func:`relaxed_bernoulli`,
+:func:`relaxed_categorical`, :func:`relaxed_sample`, :func:`hard_sample`,
+:func:`conditional_relaxed_sample`, :func:`check_temperature`).
 
 Estimators (:class:`jaxbdl.gradients.estimators.Estimator`, the contract of
 ``pathwise`` and ``score_function``: ``est(f, dist)(params, key, S)``,
@@ -62,14 +46,6 @@ Estimators (:class:`jaxbdl.gradients.estimators.Estimator`, the contract of
   grad_phi E[|g|^2]`` (:func:`variance_loss`). REBAR with learned
   ``(eta, log lambda)`` is RELAX with :func:`rebar_control`.
 
-Conditional sample ``z~ ~ p(z | b)`` (Tucker et al. 2017, appendix): for a
-Bernoulli with ``p = sigmoid(theta)`` and ``v ~ U(0, 1)``, the uniform
-behind ``b`` is ``u' = v p`` if ``b = 1`` and ``u' = p + v (1 - p)`` if
-``b = 0`` (our Bernoulli sets ``b = 1[u < p]``), and
-``z~ = theta + log(1 - u') - log u'``. For a Categorical
-(``z = log pi + G``): ``z~_b = -log(-log v_b)`` and
-``z~_k = -log(-log v_k / pi_k - log v_b)`` for ``k != b``.
-
 Bad input: ``temperature <= 0`` raises ``ValueError``; ``rebar`` / ``relax``
 / the relaxed estimators check at trace time that ``f`` accepts relaxed
 (float) input and, where the check can run on concrete values, that its
@@ -100,8 +76,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxbdl.gradients import distributions as dists
-from jaxbdl.gradients import estimators as ests
+from jaxbdl.gradients.concrete import (
+    _check_relaxable_f, _hard, _kind, _logits, _pre_activation, _scalar,
+    _squash, check_temperature, conditional_relaxed_sample, hard_sample,
+    relaxed_bernoulli, relaxed_categorical, relaxed_sample)
+from jaxbdl.gradients.distribution_protocol import Distribution
+from jaxbdl.gradients.estimator_protocol import Estimator, check_num_samples
 
 __all__ = [
     "relaxed_bernoulli", "relaxed_categorical", "relaxed_sample",
@@ -118,158 +98,16 @@ Fn = Callable[[Array], Array]
 # "bernoulli" or "categorical" (which squashing sigma_lambda applies).
 Control = Callable[[Any, Fn, Array, str], Array]
 
-_TINY = 1e-6
-
 
 # ---------------------------------------------------------------------------
 # Helpers.
 
 
-def _make_estimator(name, samples, surrogate, reparameterized=True):
-  """An ``Estimator`` by keyword; fills optional fields when they exist.
-
-  ``reparameterized`` (when ``Estimator`` has that field): True for the
-  relaxed pathwise estimators (gumbel_softmax, straight-through: they
-  differentiate ``f`` along the relaxed path, although the discrete
-  ``dist`` itself is not reparameterised), False for REBAR/RELAX.
-  """
-  kw = {"name": name, "samples": samples, "surrogate": surrogate}
-  if "reparameterized" in ests.Estimator._fields:
-    kw["reparameterized"] = reparameterized
-  return ests.Estimator(**kw)
-
-
-def _make_distribution(**kw):
-  """A ``Distribution`` by keyword; fills optional capability fields."""
-  for field in dists.Distribution._fields:
-    if field not in kw and field.startswith("reparameteriz"):
-      kw[field] = True
-  return dists.Distribution(**kw)
-
-
-def check_temperature(temperature: Any, what: str) -> Any:
-  """Checks a concrete temperature is a finite number > 0 (tracers pass)."""
-  if isinstance(temperature, jax.core.Tracer):
-    return temperature
-  t = np.asarray(temperature)
-  if t.shape != () or not np.issubdtype(t.dtype, np.number):
-    raise ValueError(f"{what}: temperature must be a scalar number, got "
-                     f"{temperature!r}")
-  if not (np.isfinite(t) and t > 0):
-    raise ValueError(f"{what}: temperature must be finite and > 0, got "
-                     f"{float(t)}")
-  return temperature
-
-
-def _kind(dist: Any, what: str) -> str:
-  if not isinstance(dist, dists.Distribution):
-    raise ValueError(f"{what}: dist must be distributions.Bernoulli or "
-                     f"distributions.Categorical, got {dist!r}")
-  if dist.name == dists.Bernoulli.name:
-    return "bernoulli"
-  if dist.name == dists.Categorical.name:
-    return "categorical"
-  raise ValueError(f"{what} relaxes Bernoulli or Categorical only, got "
-                   f"{dist.name} (use estimators.pathwise or "
-                   "estimators.score_function)")
-
-
-def _logits(dist, params):
-  logits = jnp.asarray(dists.check_params(dist.name, params,
-                                          ("logits",))["logits"])
-  if not jnp.issubdtype(logits.dtype, jnp.floating):
-    raise ValueError(f"{dist.name} logits must be floating point, got "
-                     f"{logits.dtype}")
-  return logits
-
-
-def _clip01(u):
-  return jnp.clip(u, _TINY, 1.0 - _TINY)
-
-
-def _pre_activation(kind, logits, noise):
-  """z (logits space) from the base noise: [*E] or [*E, K]."""
-  if kind == "bernoulli":
-    u = _clip01(noise)
-    return _expand(logits, u.ndim) + jnp.log1p(-u) - jnp.log(u)
-  return _expand(jax.nn.log_softmax(logits, axis=-1), noise.ndim) + noise
-
-
-def _expand(a, ndim):
-  """Leading singleton axes so ``a`` has ``ndim`` dims (no rank promotion)."""
-  return a.reshape((1,) * (ndim - a.ndim) + a.shape)
-
-
-def _squash(kind, z, temperature):
-  if kind == "bernoulli":
-    return jax.nn.sigmoid(z / temperature)
-  return jax.nn.softmax(z / temperature, axis=-1)
-
-
-def _hard(kind, dist, logits, noise):
-  """The discrete sample as the float input of f: b [*E] or one_hot [*E, K]."""
-  b = dist.transform({"logits": logits}, noise)
-  if kind == "bernoulli":
-    return b.astype(logits.dtype)
-  return jax.nn.one_hot(b, logits.shape[-1], dtype=logits.dtype)
-
-
 def _mean(kind, logits):
+  """``E[b]``: ``sigmoid(logits)`` or ``softmax(logits)``, as ``_hard``."""
   if kind == "bernoulli":
     return jax.nn.sigmoid(logits)
   return jax.nn.softmax(logits, axis=-1)
-
-
-def _scalar(f, x, what):
-  y = jnp.asarray(f(x))
-  if y.shape != ():
-    raise ValueError(f"{what}: f must return a scalar, got shape {y.shape}")
-  return y
-
-
-def _check_relaxable_f(f: Fn, kind: str, logits: Array, what: str) -> None:
-  """Trace-time check that ``f`` takes relaxed input and has a gradient.
-
-  1. ``f`` evaluated on a float point of the relaxed domain must trace (an
-     ``f`` that indexes with ``b`` fails here).
-  2. If ``f`` does not close over traced values, its value and gradient at
-     a few fixed interior points are computed on concrete values; values
-     that differ while every gradient is exactly zero mean ``f`` is
-     piecewise constant in the relaxation (thresholds, rounding).
-  """
-  hint = (f"{what} evaluates f at relaxed (continuous) samples, so f must be "
-          "defined and differentiable on the reals; use "
-          "estimators.score_function (optionally with a control variate) "
-          "for this f")
-  shape, dtype = logits.shape, logits.dtype
-  # Fixed interior points, not 0.5 (a symmetric f can have zero slope there).
-  levels = np.array([0.23, 0.61, 0.87], np.float64)
-  if kind == "bernoulli":
-    points = [np.full(shape, l) for l in levels]
-  else:
-    k = shape[-1]
-    w = np.exp(np.arange(k) * np.log(3.0) * 0.5)
-    points = [np.broadcast_to(np.roll(w, i) / np.sum(w), shape) for i in
-              range(min(3, k))]
-  try:
-    value_and_grad = jax.value_and_grad(lambda x: _scalar(f, x, what))
-    with jax.ensure_compile_time_eval():
-      probes = [value_and_grad(jnp.asarray(p, dtype)) for p in points]
-  except (TypeError, IndexError, jax.errors.ConcretizationTypeError) as e:
-    raise ValueError(f"{hint} (f failed on relaxed input: "
-                     f"{type(e).__name__})") from e
-  if any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(probes)):
-    return  # f closes over traced values: cannot check values here.
-  values = [float(v) for v, _ in probes]
-  grads = [np.asarray(g) for _, g in probes]
-  if any(not np.all(np.isfinite(g)) for g in grads):
-    raise ValueError(f"{hint} (f has a non-finite gradient on relaxed input)")
-  # A constant f (e.g. the constant 1 that control_variates runs to get
-  # baselines) is fine: its gradient estimate is zero. A piecewise-constant f
-  # changes value between the probes while its gradient is zero at each.
-  if all(np.all(g == 0) for g in grads) and len(set(values)) > 1:
-    raise ValueError(f"{hint} (f has zero gradient at every probed relaxed "
-                     "point: it is piecewise constant, e.g. thresholds b)")
 
 
 def _draw(kind, dist, logits, key, num_samples, with_v):
@@ -283,161 +121,6 @@ def _draw(kind, dist, logits, key, num_samples, with_v):
 
 
 # ---------------------------------------------------------------------------
-# Concrete distributions.
-
-
-def relaxed_sample(dist: dists.Distribution, params: Params, key: Array,
-                   temperature, shape=()) -> Array:
-  """Relaxed sample ``y``: ``[*shape, *E]`` (Bernoulli), ``[*shape, *E, K]``.
-
-  Uses ``dist.noise`` with ``key``, so ``hard_sample`` with the same key is
-  the discrete sample it relaxes.
-  """
-  kind = _kind(dist, "relaxed_sample")
-  check_temperature(temperature, "relaxed_sample")
-  logits = _logits(dist, params)
-  noise = dist.noise({"logits": logits}, key, shape)
-  return _squash(kind, _pre_activation(kind, logits, noise), temperature)
-
-
-def hard_sample(dist: dists.Distribution, params: Params, key: Array,
-                shape=()) -> Array:
-  """``dist.sample`` as float input of ``f`` (one-hot for a Categorical)."""
-  kind = _kind(dist, "hard_sample")
-  logits = _logits(dist, params)
-  noise = dist.noise({"logits": logits}, key, shape)
-  return _hard(kind, dist, logits, noise)
-
-
-def conditional_relaxed_sample(dist: dists.Distribution, logits: Array,
-                               b: Array, v: Array) -> Array:
-  """``z~ ~ p(z | b; logits)``, differentiable in ``logits`` (``b`` fixed).
-
-  Args:
-    dist: ``Bernoulli`` or ``Categorical``.
-    logits: ``[*E]`` or ``[*E, K]``.
-    b: the hard sample as :func:`hard_sample` returns it (float 0/1
-      ``[*E]``, or one-hot ``[*E, K]``).
-    v: ``U(0, 1)`` noise of the shape of ``logits``.
-
-  Returns:
-    the pre-activation ``z~`` of the shape of ``logits``.
-  """
-  kind = _kind(dist, "conditional_relaxed_sample")
-  v = _clip01(v)
-  if kind == "bernoulli":
-    p = jax.nn.sigmoid(logits)
-    u = jnp.where(b > 0.5, v * p, p + v * (1.0 - p))
-    u = _clip01(u)
-    return logits + jnp.log1p(-u) - jnp.log(u)
-  log_pi = jax.nn.log_softmax(logits, axis=-1)
-  log_v = jnp.log(v)
-  log_v_b = jnp.sum(b * log_v, axis=-1, keepdims=True)  # [*E, 1]
-  z_top = -jnp.log(-log_v)
-  z_other = -jnp.log(-log_v * jnp.exp(-log_pi) - log_v_b)
-  return jnp.where(b > 0.5, z_top, z_other)
-
-
-def _relaxed_log_prob_bernoulli(temperature):
-  def log_prob(params, y):
-    """Binary Concrete log density of ``y [*batch, *E]`` in (0, 1)."""
-    logits = _logits(dists.Bernoulli, params)
-    y = jnp.asarray(y, logits.dtype)
-    nd = logits.ndim
-    if y.ndim < nd or y.shape[y.ndim - nd:] != logits.shape:
-      raise ValueError(f"RelaxedBernoulli.log_prob: y of shape {y.shape} "
-                       f"does not end with the event shape {logits.shape}")
-    lam = jnp.asarray(temperature, logits.dtype)
-    log_y, log_1my = jnp.log(y), jnp.log1p(-y)
-    x = log_y - log_1my                      # logit(y) = z / lambda
-    l = logits.reshape((1,) * (y.ndim - nd) + logits.shape)
-    # z = lambda x is Logistic(theta, 1); change of variables to y.
-    lp = (jnp.log(lam) + l - lam * x - 2.0 * jax.nn.softplus(l - lam * x)
-          - log_y - log_1my)
-    return jnp.sum(lp, axis=tuple(range(y.ndim - nd, y.ndim)))
-  return log_prob
-
-
-def _relaxed_log_prob_categorical(temperature):
-  def log_prob(params, y):
-    """Concrete log density of ``y [*batch, *E, K]`` on the simplex."""
-    logits = _logits(dists.Categorical, params)
-    y = jnp.asarray(y, logits.dtype)
-    nd = logits.ndim
-    if y.ndim < nd or y.shape[y.ndim - nd:] != logits.shape:
-      raise ValueError(f"RelaxedCategorical.log_prob: y of shape {y.shape} "
-                       f"does not end with {logits.shape}")
-    k = logits.shape[-1]
-    lam = jnp.asarray(temperature, logits.dtype)
-    log_pi = jax.nn.log_softmax(logits, axis=-1)
-    log_pi = log_pi.reshape((1,) * (y.ndim - nd) + log_pi.shape)
-    log_y = jnp.log(y)
-    lp = (math.lgamma(k) + (k - 1) * jnp.log(lam)
-          + jnp.sum(log_pi - (lam + 1.0) * log_y, axis=-1)
-          - k * jax.nn.logsumexp(log_pi - lam * log_y, axis=-1))
-    return jnp.sum(lp, axis=tuple(range(lp.ndim - (nd - 1), lp.ndim)))
-  return log_prob
-
-
-def _no_closed_form(what):
-  def fn(*args):
-    del args
-    raise ValueError(f"{what} has no closed form for Concrete "
-                     "distributions; estimate it by Monte Carlo with "
-                     "log_prob")
-  return fn
-
-
-def relaxed_bernoulli(temperature) -> dists.Distribution:
-  """The Binary Concrete distribution (params ``{"logits": [*E]}``).
-
-  ``noise`` is Bernoulli's (``U(0, 1)``), ``transform`` gives
-  ``y = sigmoid((logits + log u - log(1-u)) / temperature)``; ``log_prob``
-  is the density above; ``entropy`` and ``kl`` raise (no closed form).
-  """
-  check_temperature(temperature, "relaxed_bernoulli")
-
-  def transform(params, u):
-    logits = _logits(dists.Bernoulli, params)
-    u = jnp.asarray(u)
-    return _squash("bernoulli", _pre_activation("bernoulli", logits, u),
-                   temperature)
-
-  return _make_distribution(
-      name="RelaxedBernoulli", param_names=("logits",), reparameterized=True,
-      noise=dists.Bernoulli.noise, transform=transform,
-      log_prob=_relaxed_log_prob_bernoulli(temperature),
-      entropy=_no_closed_form("RelaxedBernoulli.entropy"),
-      kl=_no_closed_form("RelaxedBernoulli.kl"),
-      event_shape=dists.Bernoulli.event_shape)
-
-
-def relaxed_categorical(temperature) -> dists.Distribution:
-  """The Concrete distribution (params ``{"logits": [*E, K]}``).
-
-  Samples ``[*shape, *E, K]`` on the simplex (the event shape is
-  ``logits.shape``, unlike Categorical's ``logits.shape[:-1]``).
-  """
-  check_temperature(temperature, "relaxed_categorical")
-
-  def transform(params, g):
-    logits = _logits(dists.Categorical, params)
-    g = jnp.asarray(g)
-    return _squash("categorical", _pre_activation("categorical", logits, g),
-                   temperature)
-
-  return _make_distribution(
-      name="RelaxedCategorical", param_names=("logits",),
-      reparameterized=True, noise=dists.Categorical.noise,
-      transform=transform,
-      log_prob=_relaxed_log_prob_categorical(temperature),
-      entropy=_no_closed_form("RelaxedCategorical.entropy"),
-      kl=_no_closed_form("RelaxedCategorical.kl"),
-      event_shape=lambda params: tuple(
-          _logits(dists.Categorical, params).shape))
-
-
-# ---------------------------------------------------------------------------
 # Pathwise-through-relaxation estimators.
 
 
@@ -446,42 +129,49 @@ def _per_sample_estimator(name, make_one, needs_v=False, check_f=True,
   """Builds an Estimator from ``one(f, kind, dist) -> (params, noise, v) ->
   per-sample surrogate``, whose gradient in params is the estimate and whose
   value is ``f(b)``.
+
+  ``reparameterized``: True for the relaxed pathwise estimators
+  (gumbel_softmax, straight-through: they differentiate ``f`` along the
+  relaxed path, although the discrete ``dist`` itself is not
+  reparameterised), False for REBAR/RELAX.
   """
 
-  def samples(f, dist):
+  def prepare(f, dist):
+    """``(one, draw)``; ``draw(params, key, S) -> (noise [S, ...], v [S,
+    ...] or zeros [S])`` after the checks of ``f`` and ``num_samples``."""
     kind = _kind(dist, name)
     one = make_one(f, kind, dist)
 
-    def samples_fn(params, key, num_samples):
-      num_samples = ests.check_num_samples(num_samples)
+    def draw(params, key, num_samples):
+      num_samples = check_num_samples(num_samples)
       logits = _logits(dist, params)
       if check_f:
         _check_relaxable_f(f, kind, logits, name)
       noise, v = _draw(kind, dist, jax.lax.stop_gradient(logits), key,
                        num_samples, needs_v)
-      vs = v if needs_v else jnp.zeros((num_samples,), logits.dtype)
+      return noise, v if needs_v else jnp.zeros((num_samples,), logits.dtype)
+
+    return one, draw
+
+  def samples(f, dist):
+    one, draw = prepare(f, dist)
+
+    def samples_fn(params, key, num_samples):
       return jax.vmap(lambda n, vv: jax.grad(
-          lambda p: one(p, n, vv))(params))(noise, vs)
+          lambda p: one(p, n, vv))(params))(*draw(params, key, num_samples))
 
     return samples_fn
 
   def surrogate(f, dist):
-    kind = _kind(dist, name)
-    one = make_one(f, kind, dist)
+    one, draw = prepare(f, dist)
 
     def loss(params, key, num_samples):
-      num_samples = ests.check_num_samples(num_samples)
-      logits = _logits(dist, params)
-      if check_f:
-        _check_relaxable_f(f, kind, logits, name)
-      noise, v = _draw(kind, dist, jax.lax.stop_gradient(logits), key,
-                       num_samples, needs_v)
-      vs = v if needs_v else jnp.zeros((num_samples,), logits.dtype)
-      return jnp.mean(jax.vmap(lambda n, vv: one(params, n, vv))(noise, vs))
+      return jnp.mean(jax.vmap(lambda n, vv: one(params, n, vv))(
+          *draw(params, key, num_samples)))
 
     return loss
 
-  return _make_estimator(name, samples, surrogate, reparameterized)
+  return Estimator(name, samples, surrogate, reparameterized=reparameterized)
 
 
 def _value_fix(value, differentiable):
@@ -490,7 +180,36 @@ def _value_fix(value, differentiable):
           - jax.lax.stop_gradient(differentiable))
 
 
-def gumbel_softmax(temperature=0.5) -> ests.Estimator:
+def _hard_forward(name, soft, combine):
+  """An estimator whose per-sample surrogate mixes the hard sample ``b``
+  with a differentiable stand-in ``s = soft(kind, logits, noise)``:
+  ``combine(f_, b, s)`` with ``f_`` the scalar-checked ``f``."""
+
+  def make_one(f, kind, dist):
+    f_ = lambda x: _scalar(f, x, name)
+
+    def one(params, noise, v):
+      del v
+      logits = _logits(dist, params)
+      b = _hard(kind, dist, jax.lax.stop_gradient(logits), noise)
+      return combine(f_, b, soft(kind, logits, noise))
+    return one
+
+  return _per_sample_estimator(name, make_one)
+
+
+def _relaxed(temperature):
+  """``soft`` of the Concrete sample ``y = sigma_lambda(z(logits, noise))``."""
+  return lambda kind, logits, noise: _squash(
+      kind, _pre_activation(kind, logits, noise), temperature)
+
+
+def _straight_through(f_, b, s):
+  """``f(b)`` forward, ``f``'s gradient at ``b`` times ``ds/dtheta``."""
+  return f_(b + s - jax.lax.stop_gradient(s))
+
+
+def gumbel_softmax(temperature=0.5) -> Estimator:
   """Relaxed (Concrete) pathwise estimator; BIASED (see module docstring).
 
   Per sample ``grad_theta f(y)``, ``y = sigma_lambda(z(theta, noise))``.
@@ -498,53 +217,21 @@ def gumbel_softmax(temperature=0.5) -> ests.Estimator:
   show the discrete objective); its gradient is the relaxed one.
   """
   check_temperature(temperature, "gumbel_softmax")
-
-  def make_one(f, kind, dist):
-    def one(params, noise, v):
-      del v
-      logits = _logits(dist, params)
-      y = _squash(kind, _pre_activation(kind, logits, noise), temperature)
-      b = _hard(kind, dist, jax.lax.stop_gradient(logits), noise)
-      return _value_fix(_scalar(f, b, "gumbel_softmax"),
-                        _scalar(f, y, "gumbel_softmax"))
-    return one
-
-  return _per_sample_estimator("gumbel_softmax", make_one)
+  return _hard_forward("gumbel_softmax", _relaxed(temperature),
+                       lambda f_, b, y: _value_fix(f_(b), f_(y)))
 
 
-def _make_straight_through():
-  def make_one(f, kind, dist):
-    def one(params, noise, v):
-      del v
-      logits = _logits(dist, params)
-      b = _hard(kind, dist, jax.lax.stop_gradient(logits), noise)
-      mean = _mean(kind, logits)
-      return _scalar(f, b + mean - jax.lax.stop_gradient(mean),
-                     "straight_through")
-    return one
-
-  return _per_sample_estimator("straight_through", make_one)
+# Bengio et al. (2013): hard b forward, d b / d p := 1 backward, p = E[b].
+straight_through = _hard_forward(
+    "straight_through", lambda kind, logits, noise: _mean(kind, logits),
+    _straight_through)
 
 
-# Bengio et al. (2013): hard b forward, d b / d p := 1 backward.
-straight_through = _make_straight_through()
-
-
-def straight_through_gumbel(temperature=1.0) -> ests.Estimator:
+def straight_through_gumbel(temperature=1.0) -> Estimator:
   """Hard ``b`` forward, the relaxed ``y``'s gradient backward (Jang 2017)."""
   check_temperature(temperature, "straight_through_gumbel")
-
-  def make_one(f, kind, dist):
-    def one(params, noise, v):
-      del v
-      logits = _logits(dist, params)
-      y = _squash(kind, _pre_activation(kind, logits, noise), temperature)
-      b = _hard(kind, dist, jax.lax.stop_gradient(logits), noise)
-      return _scalar(f, b + y - jax.lax.stop_gradient(y),
-                     "straight_through_gumbel")
-    return one
-
-  return _per_sample_estimator("straight_through_gumbel", make_one)
+  return _hard_forward("straight_through_gumbel", _relaxed(temperature),
+                       _straight_through)
 
 
 # ---------------------------------------------------------------------------
@@ -641,7 +328,7 @@ def _relax_estimator(name, control, phi):
                                reparameterized=False)
 
 
-def rebar(temperature=0.5, eta=1.0) -> ests.Estimator:
+def rebar(temperature=0.5, eta=1.0) -> Estimator:
   """REBAR with fixed ``temperature`` (lambda) and ``eta``; unbiased.
 
   Cost per sample: ``f`` at ``b``, at ``sigma_lambda(z)`` and at
@@ -653,7 +340,7 @@ def rebar(temperature=0.5, eta=1.0) -> ests.Estimator:
   return _relax_estimator("rebar", rebar_control(temperature, eta), None)
 
 
-def relax(control: Callable, phi: Any) -> ests.Estimator:
+def relax(control: Callable, phi: Any) -> Estimator:
   """RELAX with control ``control(phi, f, z, kind) -> scalar``; unbiased.
 
   Args:
@@ -668,8 +355,8 @@ def relax(control: Callable, phi: Any) -> ests.Estimator:
   return _relax_estimator("relax", control, phi)
 
 
-def variance_loss(estimator_of_phi: Callable[[Any], ests.Estimator],
-                  f: Fn, dist: dists.Distribution):
+def variance_loss(estimator_of_phi: Callable[[Any], Estimator],
+                  f: Fn, dist: Distribution):
   """``loss(phi, params, key, S) = sum |g_hat|^2`` for training a control.
 
   ``g_hat`` is the averaged estimate of ``estimator_of_phi(phi)`` (e.g.
