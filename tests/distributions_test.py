@@ -598,3 +598,43 @@ def test_capabilities_are_data():
   assert dists.Gamma.weak_derivative_params == ("rate",)
   assert dists.Categorical.weak_derivative is None
   assert dists.Categorical.mean is None
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 5), (1, 3, 5), (2, 4), (), (0,)])
+@pytest.mark.parametrize("impl", ["threefry2x32", "rbg", "raw"])
+def test_standard_normal_definition(shape, impl):
+  """Even counts and non-threefry generators: exactly jax.random.normal; odd
+  counts under threefry: n - 1 values from fold_in(key, 0), one from
+  fold_in(key, 1) (the documented definition); also under jit and vmap."""
+  key = (jax.random.PRNGKey(3) if impl == "raw"
+         else jax.random.key(3, impl=impl))
+
+  def want_fn(k):
+    n = int(np.prod(shape))
+    if n % 2 == 0 or impl == "rbg":
+      return jax.random.normal(k, shape, jnp.float32)
+    return jnp.concatenate([
+        jax.random.normal(jax.random.fold_in(k, 0), (n - 1,)),
+        jax.random.normal(jax.random.fold_in(k, 1), (1,))]).reshape(shape)
+
+  got = dists.standard_normal(key, shape, jnp.float32)
+  want = want_fn(key)
+  assert got.shape == tuple(shape) and got.dtype == jnp.float32
+  np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  keys = jax.random.split(key, 3)
+  np.testing.assert_array_equal(
+      np.asarray(jax.jit(jax.vmap(
+          lambda k: dists.standard_normal(k, shape)))(keys)),
+      np.asarray(jax.vmap(want_fn)(keys)))
+
+
+def test_standard_normal_odd_count_is_standard_normal():
+  """An odd draw has the N(0, 1) law: KS test (alpha 1e-4) on 20,001 values,
+  and the last value (from its own key) is N(0, 1) over 2,001 keys."""
+  from scipy import stats
+  x = np.asarray(dists.standard_normal(jax.random.key(0), (20001,)))
+  assert stats.kstest(x, "norm").pvalue > 1e-4
+  keys = jax.random.split(jax.random.key(1), 2001)
+  last = np.asarray(jax.vmap(lambda k: dists.standard_normal(k, (3,))[-1])(
+      keys))
+  assert stats.kstest(last, "norm").pvalue > 1e-4

@@ -48,6 +48,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxbdl.gradients.distributions import standard_normal
 from jaxbdl.nn import networks
 from jaxbdl._checks import softplus_inverse
 
@@ -116,8 +117,8 @@ class DenseReparam(_BayesDense):
     m_w, s_w, m_b, s_b = self._params(x)
     d, k = m_w.shape
     # One random call (few threefry calls keep CPU compile times low).
-    eps = jax.random.normal(self.make_rng(self.rng_name), (d * k + k,),
-                            m_w.dtype)
+    eps = standard_normal(self.make_rng(self.rng_name), (d * k + k,),
+                          m_w.dtype)
     w = m_w + s_w * eps[:d * k].reshape(d, k)
     b = m_b + s_b * eps[d * k:]
     return x @ w + b[None, :]
@@ -132,7 +133,7 @@ class DenseLRT(_BayesDense):
     m_w, s_w, m_b, s_b = self._params(x)
     mean = x @ m_w + m_b[None, :]
     var = jnp.square(x) @ jnp.square(s_w) + jnp.square(s_b)[None, :]
-    eps = jax.random.normal(self.make_rng(self.rng_name), mean.shape, mean.dtype)
+    eps = standard_normal(self.make_rng(self.rng_name), mean.shape, mean.dtype)
     return mean + jnp.sqrt(var) * eps
 
 
@@ -147,8 +148,8 @@ class DenseFlipout(_BayesDense):
     n = x.shape[0]
     # One random call: Gaussian noise for Delta W and b, and the signs of
     # further standard normals as the Rademacher variables r [B, D], s [B, K].
-    u = jax.random.normal(self.make_rng(self.rng_name),
-                          (d * k + k + n * d + n * k,), m_w.dtype)
+    u = standard_normal(self.make_rng(self.rng_name),
+                        (d * k + k + n * d + n * k,), m_w.dtype)
     delta = s_w * u[:d * k].reshape(d, k)
     b = m_b + s_b * u[d * k:d * k + k]
     o = d * k + k

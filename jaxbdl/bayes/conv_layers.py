@@ -63,6 +63,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxbdl.gradients.distributions import standard_normal
 from jaxbdl.bayes import bayesian_layers
 from jaxbdl.nn import networks
 from jaxbdl.bayes import elbo
@@ -131,8 +132,8 @@ class ConvReparam(_BayesConv):
   def __call__(self, x: Array) -> Array:
     m_w, s_w, m_b, s_b = self._params(x)
     n_w = m_w.size
-    eps = jax.random.normal(self.make_rng(self.rng_name),
-                            (n_w + m_b.shape[0],), m_w.dtype)
+    eps = standard_normal(self.make_rng(self.rng_name),
+                          (n_w + m_b.shape[0],), m_w.dtype)
     w = m_w + s_w * eps[:n_w].reshape(m_w.shape)
     b = m_b + s_b * eps[n_w:]
     return self._conv(x, w) + b[None, None, None, :]
@@ -148,8 +149,8 @@ class ConvLRT(_BayesConv):
     mean = self._conv(x, m_w) + m_b[None, None, None, :]
     var = (self._conv(jnp.square(x), jnp.square(s_w))
            + jnp.square(s_b)[None, None, None, :])
-    zeta = jax.random.normal(self.make_rng(self.rng_name), mean.shape,
-                             mean.dtype)
+    zeta = standard_normal(self.make_rng(self.rng_name), mean.shape,
+                           mean.dtype)
     return mean + jnp.sqrt(var) * zeta
 
 
@@ -164,8 +165,8 @@ class ConvFlipout(_BayesConv):
     n_w = m_w.size
     # One random call: Delta W, b, and signs of normals as r [B, C_in],
     # s [B, C_out].
-    u = jax.random.normal(self.make_rng(self.rng_name),
-                          (n_w + c_out + n * c_in + n * c_out,), m_w.dtype)
+    u = standard_normal(self.make_rng(self.rng_name),
+                        (n_w + c_out + n * c_in + n * c_out,), m_w.dtype)
     delta = s_w * u[:n_w].reshape(m_w.shape)
     b = m_b + s_b * u[n_w:n_w + c_out]
     o = n_w + c_out

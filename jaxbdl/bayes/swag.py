@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from jaxbdl.gradients.distributions import standard_normal
 from jaxbdl.training import train
 from jaxbdl._checks import check_positive_int
 from jaxbdl.bayes import hmc
@@ -85,8 +86,8 @@ def sample(m: SwagMoments, key: jax.Array, num: int) -> jax.Array:
   k1, k2 = jax.random.split(key)
   d = m.mean.shape[0]
   r = m.deviations.shape[0]
-  z1 = jax.random.normal(k1, (num, d), m.mean.dtype)
-  z2 = jax.random.normal(k2, (num, r), m.mean.dtype)
+  z1 = standard_normal(k1, (num, d), m.mean.dtype)
+  z2 = standard_normal(k2, (num, r), m.mean.dtype)
   return (m.mean[None] + z1 * jnp.sqrt(0.5 * _diag_variance(m))[None]
           + (z2 @ m.deviations) / jnp.sqrt(2.0 * (r - 1)))
 

@@ -41,7 +41,8 @@ Where each family lives (all are re-exported here, so
 Normal`` keep working):
 
 * :mod:`~jaxbdl.gradients.distribution_protocol`: the :class:`Distribution`
-  type, :class:`WeakDerivative`, :func:`check_params` (boundary checks:
+  type, :class:`WeakDerivative`, :func:`standard_normal` (``jax.random.normal``
+  without XLA:CPU's slow path for odd sizes), :func:`check_params` (boundary checks:
   missing or unknown keys, shapes, positive parameters, NaN-poisoning under
   ``jit``);
 * :mod:`~jaxbdl.gradients.location_scale`: :func:`location_scale`, the one
@@ -63,7 +64,7 @@ References:
 """
 from jaxbdl.gradients.discrete import Bernoulli, Categorical, Poisson
 from jaxbdl.gradients.distribution_protocol import (
-    Distribution, WeakDerivative, check_params)
+    Distribution, WeakDerivative, check_params, standard_normal)
 from jaxbdl.gradients.implicit_reparameterized import Beta, Dirichlet, Gamma
 from jaxbdl.gradients.location_scale import Laplace, Normal, location_scale
 from jaxbdl.gradients.multivariate_normal import (
@@ -72,4 +73,4 @@ from jaxbdl.gradients.multivariate_normal import (
 __all__ = ["Distribution", "WeakDerivative", "Normal", "Laplace", "Bernoulli",
            "Categorical", "Gamma", "Beta", "Dirichlet", "Poisson",
            "MultivariateNormalTriL", "LowRankMultivariateNormal",
-           "check_params", "location_scale"]
+           "check_params", "location_scale", "standard_normal"]

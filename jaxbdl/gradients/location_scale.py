@@ -36,7 +36,8 @@ import jax.numpy as jnp
 
 from jaxbdl.gradients.distribution_protocol import (
     _HALF_LOG_2PI, Array, Distribution, Params, WeakDerivative, _array_noise,
-    _check_event, _diag_cov, _expand_to, _shape, _sum_event, check_params)
+    _check_event, _diag_cov, _expand_to, _shape, _sum_event, check_params,
+    standard_normal)
 
 __all__ = ["location_scale", "Normal", "Laplace"]
 
@@ -194,7 +195,7 @@ def _normal_weak_derivative(mu: Array, sigma: Array, key: Array, shape=(),
 
 
 Normal = location_scale(
-    "Normal", jax.random.normal, _normal_log_prob_standard,
+    "Normal", standard_normal, _normal_log_prob_standard,
     entropy_standard=0.5 + _HALF_LOG_2PI,  # 0.5 log(2 pi e)
     variance_standard=1.0, kl=_normal_kl,
     weak_derivative=_normal_weak_derivative)

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from jaxbdl.gradients.distribution_protocol import (
     _HALF_LOG_2PI, Array, Distribution, Params, _array_noise, _check_event,
-    _check_keys, _expand_to, _positive, _shape)
+    _check_keys, _expand_to, _positive, _shape, standard_normal)
 
 __all__ = ["MultivariateNormalTriL", "LowRankMultivariateNormal"]
 
@@ -123,7 +123,7 @@ def _mvn_loc(params: Params) -> Array:
 # noise: eps ~ N(0, I_D), [*shape, D].
 MultivariateNormalTriL = _gaussian(
     "MultivariateNormalTriL", _MVN, _mvn_loc, _mvn_params,
-    noise=_array_noise(jax.random.normal, _mvn_loc), transform=_mvn_transform,
+    noise=_array_noise(standard_normal, _mvn_loc), transform=_mvn_transform,
     log_prob=_mvn_log_prob,
     covariance=lambda params: (lambda t: t @ t.T)(_mvn_params(params)[1]))
 
@@ -149,8 +149,8 @@ def _lowrank_params(params: Params) -> tuple[Array, Array, Array]:
 def _lowrank_noise(params: Params, key: Array, shape=()) -> Array:
   """eps ~ N(0, I_{R + D}), ``[*shape, R + D]``."""
   loc, f, _ = _lowrank_params(params)
-  return jax.random.normal(key, _shape(shape) + (f.shape[1] + loc.shape[0],),
-                           dtype=loc.dtype)
+  return standard_normal(key, _shape(shape) + (f.shape[1] + loc.shape[0],),
+                         dtype=loc.dtype)
 
 
 def _lowrank_transform(params: Params, eps: Array) -> Array:

@@ -33,6 +33,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from jaxbdl.gradients.distributions import standard_normal
 from jaxbdl.bayes.laplace import marglik
 
 __all__ = ["glm_moments", "probit", "mc_link", "predict", "sample_params",
@@ -86,7 +87,7 @@ def mc_link(f_mu, f_var, likelihood: str, key, n_samples: int):
   k = f_mu.shape[-1]
   jitter = jnp.finfo(f_var.dtype).eps * jnp.eye(k, dtype=f_var.dtype)
   chol = jnp.linalg.cholesky(f_var + jitter[None])
-  eps = jax.random.normal(key, (n_samples,) + f_mu.shape, f_mu.dtype)
+  eps = standard_normal(key, (n_samples,) + f_mu.shape, f_mu.dtype)
   f = f_mu[None] + jnp.einsum("mkl,sml->smk", chol, eps)     # [S, M, K]
   if likelihood == "binary":
     p1 = jnp.mean(jax.nn.sigmoid(f[..., 0]), axis=0)
@@ -100,8 +101,8 @@ def sample_params(spec, state, key, n_samples: int):
     raise ValueError(f"hessian_structure={spec.structure.name!r} cannot "
                      "sample weights; use pred_type='glm'")
   s, delta = _posterior_terms(spec, state)
-  z = jax.random.normal(key, (n_samples,) + state.theta.shape,
-                        state.theta.dtype)
+  z = standard_normal(key, (n_samples,) + state.theta.shape,
+                      state.theta.dtype)
   thetas = state.theta[None] + jax.vmap(
       lambda zz: spec.structure.sample(state.curv, s, delta, zz))(z)
   return jax.vmap(lambda t: spec.subset.expand(state.flat_map, t))(thetas)
