@@ -107,3 +107,29 @@ def test_nonfinite_initial_log_density_names_the_leaf():
   with pytest.raises(ValueError, match=r"gradient is non-finite at parameter "
                      r"leaf \['b'\]"):
     hmc.check_initial_log_density(logp, tree)
+
+
+def test_sampling_progress_is_reported_and_changes_no_draw(capsys):
+  """With progress on, the NUTS sampling scan prints a progress line with the
+  number of draws, and the draws are bitwise those of a run without it."""
+  from jaxbdl.training import progress
+
+  def logdensity(w):
+    return -0.5 * jnp.sum(w ** 2)
+
+  def run():
+    return jax.jit(lambda k, p: hmc.run_nuts(
+        k, logdensity, p, num_warmup=20, num_samples=30))(
+            jax.random.key(0), jnp.zeros((2, 3)))
+
+  progress.set_enabled(False)
+  quiet = run()
+  progress.set_enabled(True)
+  try:
+    loud = run()
+  finally:
+    progress.set_enabled(None)
+  err = capsys.readouterr().err
+  assert "NUTS sampling: 30 draws in" in err, err
+  np.testing.assert_array_equal(np.asarray(quiet.positions),
+                                np.asarray(loud.positions))

@@ -44,6 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from jaxbdl.training import progress
 from jaxbdl.bayes import posterior as post_lib
 
 __all__ = [
@@ -111,13 +112,23 @@ def _one_chain(key, logdensity_fn, position, num_warmup, num_samples, thin,
              stats[2] + info.num_integration_steps.astype(jnp.float32))
     return (state, stats), None
 
-  def keep(carry, k):
+  # Progress of the sampling phase (after warm-up) from inside the scan,
+  # off under pytest and when stderr is not a TTY (jaxbdl.training.progress);
+  # under vmap over chains the line shows the mean log density of the chains.
+  report = progress.scan_callback("NUTS sampling", num_samples, unit="draw",
+                                  value="log density")
+
+  def keep(carry, inputs):
+    i, k = inputs
     carry, _ = jax.lax.scan(transition, carry, jax.random.split(k, thin))
+    if report is not None:
+      report(i, carry[0].logdensity)
     return carry, carry[0].position
 
   zero = (jnp.zeros((), jnp.int32), jnp.zeros(()), jnp.zeros(()))
   (_, stats), draws = jax.lax.scan(
-      keep, (state, zero), jax.random.split(sample_key, num_samples))
+      keep, (state, zero),
+      (jnp.arange(num_samples), jax.random.split(sample_key, num_samples)))
   n = num_samples * thin
   return Chains(draws, stats[0], stats[1] / n, stats[2] / n,
                 params["step_size"])

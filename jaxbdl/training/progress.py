@@ -77,8 +77,10 @@ def format_seconds(s: float) -> str:
 class _Bar:
   """Host-side state of one progress line (one per traced loop)."""
 
-  def __init__(self, label: str, total: int, min_interval: float, stream):
+  def __init__(self, label: str, total: int, min_interval: float, stream,
+               unit: str = "epoch", value: str = "loss"):
     self.label, self.total = label, int(total)
+    self.unit, self.value = unit, value
     self.min_interval, self.stream = min_interval, stream
     self.t0, self.last_print, self.last_i = 0.0, 0.0, -1
     self.final_printed, self.first_i = False, 0
@@ -113,19 +115,21 @@ class _Bar:
         return
       self.final_printed = True
       self.stream.write(
-          f"\r{self.label}: {self.total} epochs in {format_seconds(elapsed)} "
-          f"({rate:.1f} epoch/s), last loss {loss_v:.4g}\x1b[K\n")
+          f"\r{self.label}: {self.total} {self.unit}s in "
+          f"{format_seconds(elapsed)} ({rate:.1f} {self.unit}/s), last "
+          f"{self.value} {loss_v:.4g}\x1b[K\n")
     else:
       eta = (self.total - done) / rate
       self.stream.write(
-          f"\r{self.label}: epoch {done}/{self.total} "
-          f"[{100 * done // self.total}%] loss {loss_v:.4g} | "
-          f"{rate:.1f} epoch/s | ETA {format_seconds(eta)}\x1b[K")
+          f"\r{self.label}: {self.unit} {done}/{self.total} "
+          f"[{100 * done // self.total}%] {self.value} {loss_v:.4g} | "
+          f"{rate:.1f} {self.unit}/s | ETA {format_seconds(eta)}\x1b[K")
     self.stream.flush()
 
 
 def scan_callback(label: str, total: int, *, min_interval: float = 0.5,
-                  max_calls: int = 50, stream=None):
+                  max_calls: int = 50, stream=None, unit: str = "epoch",
+                  value: str = "loss"):
   """Returns ``report(i, loss)`` to call inside a scan body, or None if off.
 
   Args:
@@ -135,6 +139,8 @@ def scan_callback(label: str, total: int, *, min_interval: float = 0.5,
     max_calls: the callback runs on every ``total // max_calls``-th
       iteration (and the last), so its cost per loop is bounded.
     stream: where to write (default ``sys.stderr``).
+    unit: what one iteration is called on the line (``"epoch"``, ``"draw"``).
+    value: what the reported scalar is called (``"loss"``, ``"log density"``).
 
   Returns:
     None when :func:`enabled` is False (insert nothing); else a function of
@@ -143,7 +149,7 @@ def scan_callback(label: str, total: int, *, min_interval: float = 0.5,
   """
   if not enabled():
     return None
-  bar = _Bar(label, total, min_interval, stream or sys.stderr)
+  bar = _Bar(label, total, min_interval, stream or sys.stderr, unit, value)
   # A host round trip costs ~0.5-3 ms here; calling back on at most ~50
   # iterations (and the last) bounds the cost per loop whatever its length.
   stride = max(1, int(total) // max_calls)
