@@ -109,7 +109,7 @@ def test_importing_estimators_loads_no_heavy_dependency():
 MAX_MODULE_LINES = 420
 # Packages other helpers are splitting on their own branches; their modules
 # are checked by the skipped test below until those branches are merged.
-SPLIT_ELSEWHERE = ("gradients", "bayes/laplace")
+SPLIT_ELSEWHERE = ("gradients",)
 
 
 def _split_elsewhere(path: pathlib.Path) -> bool:
@@ -132,9 +132,8 @@ def test_module_is_at_most_420_lines(path):
   _check_length(path)
 
 
-@pytest.mark.skip(reason="gradients/ is being split on branch h/grad and "
-                  "bayes/laplace/ on the Laplace helper's branch; un-skip "
-                  "after merging them")
+@pytest.mark.skip(reason="gradients/ is being split on branch h/grad; "
+                  "un-skip after merging it")
 @pytest.mark.parametrize(
     "path", [p for p in MODULES if _split_elsewhere(p)],
     ids=lambda p: str(p.relative_to(ROOT)))
