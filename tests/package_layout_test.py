@@ -107,14 +107,6 @@ def test_importing_estimators_loads_no_heavy_dependency():
 
 # Issue 12: "no library module over ~400 lines" (a few lines over is fine).
 MAX_MODULE_LINES = 420
-# Packages other helpers are splitting on their own branches; their modules
-# are checked by the skipped test below until those branches are merged.
-SPLIT_ELSEWHERE = ("gradients",)
-
-
-def _split_elsewhere(path: pathlib.Path) -> bool:
-  rel = path.relative_to(ROOT).as_posix()
-  return any(rel.startswith(f"{p}/") for p in SPLIT_ELSEWHERE)
 
 
 def _check_length(path: pathlib.Path) -> None:
@@ -125,17 +117,7 @@ def _check_length(path: pathlib.Path) -> None:
       " public names so callers do not change)")
 
 
-@pytest.mark.parametrize(
-    "path", [p for p in MODULES if not _split_elsewhere(p)],
-    ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", MODULES,
+                         ids=lambda p: str(p.relative_to(ROOT)))
 def test_module_is_at_most_420_lines(path):
-  _check_length(path)
-
-
-@pytest.mark.skip(reason="gradients/ is being split on branch h/grad; "
-                  "un-skip after merging it")
-@pytest.mark.parametrize(
-    "path", [p for p in MODULES if _split_elsewhere(p)],
-    ids=lambda p: str(p.relative_to(ROOT)))
-def test_module_split_elsewhere_is_at_most_420_lines(path):
   _check_length(path)
