@@ -57,10 +57,18 @@ Array = jax.Array
 
 __all__ = [
     "DenseReparam", "DenseLRT", "DenseFlipout", "BayesianMLP", "LAYERS",
-    "to_var_params", "mean_field_params",
+    "to_var_params", "mean_field_params", "check_input_rank",
 ]
 
 _PARAM_NAMES = ("kernel_loc", "kernel_raw_scale", "bias_loc", "bias_raw_scale")
+
+
+def check_input_rank(layer, x: Array, layout: str) -> None:
+  """Raises ValueError unless ``x`` has as many axes as ``layout`` names
+  (e.g. ``"[B, H, W, C]"``), naming the layer and the shape."""
+  if x.ndim != layout.count(",") + 1:
+    raise ValueError(f"{type(layer).__name__} expects inputs {layout}, got "
+                     f"shape {x.shape}")
 
 
 def mean_field_params(module: nn.Module, kernel_init, kernel_shape):
@@ -102,9 +110,7 @@ class _BayesDense(nn.Module):
   rng_name: str = "sample"
 
   def _params(self, x: Array):
-    if x.ndim != 2:
-      raise ValueError(f"{type(self).__name__} expects inputs [B, D], got "
-                       f"shape {x.shape}")
+    check_input_rank(self, x, "[B, D]")
     return mean_field_params(self, networks.get_initializer(self.kernel_init),
                              (x.shape[-1], int(self.features)))
 

@@ -102,9 +102,7 @@ class _BayesConv(nn.Module):
   rng_name: str = "sample"
 
   def _params(self, x: Array):
-    if x.ndim != 4:
-      raise ValueError(f"{type(self).__name__} expects inputs [B, H, W, C], "
-                       f"got shape {x.shape}")
+    bayesian_layers.check_input_rank(self, x, "[B, H, W, C]")
     if not self.init_scale > 0:
       raise ValueError(f"init_scale must be > 0, got {self.init_scale!r}")
     if self.padding not in ("SAME", "VALID"):

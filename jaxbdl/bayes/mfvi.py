@@ -49,20 +49,11 @@ KL_ESTIMATORS = {"auto": elbo.auto_kl, "analytic": elbo.analytic_kl,
 ESTIMATORS = {"pathwise": None, "score_function": estimators.score_function}
 
 
-def _kl(config):
-  name = config.get("kl", "auto")
-  if name not in KL_ESTIMATORS:
-    raise ValueError(f"unknown kl estimator {name!r}; valid: "
-                     f"{sorted(KL_ESTIMATORS)}")
-  return KL_ESTIMATORS[name]
-
-
-def _estimator(config):
-  name = config.get("estimator", "pathwise")
-  if name not in ESTIMATORS:
-    raise ValueError(f"unknown data-term estimator {name!r}; valid: "
-                     f"{sorted(ESTIMATORS)}")
-  return ESTIMATORS[name]
+def _choice(config, field: str, default: str, table: dict, what: str):
+  name = config.get(field, default)
+  if name not in table:
+    raise ValueError(f"unknown {what} {name!r}; valid: {sorted(table)}")
+  return table[name]
 
 
 def variational(name: str, model: post_lib.Model, config, build, init_q):
@@ -71,8 +62,9 @@ def variational(name: str, model: post_lib.Model, config, build, init_q):
   (used by every VI method, also ``gaussian_vi``)."""
   num_train = int(config.get("num_train_samples", 1))
   num_predict = int(config.num_predict_samples)
-  kl_estimator = _kl(config)
-  estimator = _estimator(config)
+  kl_estimator = _choice(config, "kl", "auto", KL_ESTIMATORS, "kl estimator")
+  estimator = _choice(config, "estimator", "pathwise", ESTIMATORS,
+                      "data-term estimator")
 
   def predict_with(vmodel, params, x, key, hp, num):
     lik = model.likelihood(hp)

@@ -85,6 +85,12 @@ PyTree = Any
 ON_NONFINITE = ("stop", "skip")
 
 
+def _where(error: Exception, epoch: int, checkpoint_path: Optional[str]):
+  """Sets where a stopped run stands: ``epoch`` and ``checkpoint``."""
+  error.epoch = epoch
+  error.checkpoint = checkpoint_path
+
+
 class NonFiniteError(FloatingPointError):
   """A NaN/inf appeared in the loss or a gradient during training.
 
@@ -102,11 +108,8 @@ class NonFiniteError(FloatingPointError):
                quantity: str, run: Optional[int],
                checkpoint_path: Optional[str]):
     super().__init__(message)
-    self.epoch = epoch
-    self.steps = steps
-    self.quantity = quantity
-    self.run = run
-    self.checkpoint = checkpoint_path
+    _where(self, epoch, checkpoint_path)
+    self.steps, self.quantity, self.run = steps, quantity, run
 
 
 class Preempted(Exception):
@@ -123,10 +126,8 @@ class Preempted(Exception):
   def __init__(self, message: str, *, signum: int, epoch: int,
                checkpoint_path: Optional[str]):
     super().__init__(message)
-    self.signal = signum
-    self.epoch = epoch
-    self.checkpoint = checkpoint_path
-    self.exit_code = PREEMPTED_EXIT_CODE
+    _where(self, epoch, checkpoint_path)
+    self.signal, self.exit_code = signum, PREEMPTED_EXIT_CODE
 
 
 class FitResult(NamedTuple):

@@ -43,6 +43,7 @@ import optax
 
 __all__ = ["PRIOR_STRUCTURES", "expand_prior", "prior_shape",
            "curvature_factor", "log_likelihood", "log_marginal_likelihood",
+           "check_hyperparameter_fit", "negative_evidence", "evidence_steps",
            "optimize_prior_precision"]
 
 PRIOR_STRUCTURES = ("scalar", "layerwise", "diagonal")
@@ -120,6 +121,50 @@ def log_marginal_likelihood(spec, state, prior_precision=None,
           - 0.5 * (logdet_post - logdet_prior + scatter))
 
 
+def check_hyperparameter_fit(spec, prior_structure: str, fit_noise: bool):
+  """Raises ValueError for a noise fit outside regression or a diagonal
+  prior on a KFAC posterior."""
+  if fit_noise and spec.likelihood != "regression":
+    raise ValueError("fit_noise=True needs likelihood='regression', got "
+                     f"{spec.likelihood!r}")
+  if spec.structure.name == "kron" and prior_structure == "diagonal":
+    raise ValueError("hessian_structure='kron' supports prior_structure "
+                     "'scalar' or 'layerwise', not 'diagonal'")
+
+
+def negative_evidence(spec, state, fit_noise: bool):
+  """``neg(z)``: minus the Laplace evidence at ``z = {"log_prior": log delta,
+  "log_sigma": log sigma}`` (``log_sigma`` ignored unless ``fit_noise``)."""
+
+  def neg(z):
+    sigma = jnp.exp(z["log_sigma"]) if fit_noise else state.sigma_noise
+    return -log_marginal_likelihood(spec, state, jnp.exp(z["log_prior"]),
+                                    sigma)
+
+  return neg
+
+
+def evidence_steps(neg, optimizer, z, opt_state, n_steps: int,
+                   fit_noise: bool):
+  """``n_steps`` of ``optimizer`` on ``neg(z)`` in one ``lax.scan``; pure.
+
+  Returns ``(z, opt_state, neg values [n_steps])``; the noise coordinate gets
+  a zero gradient unless ``fit_noise``.
+  """
+
+  def step(carry, _):
+    z, o = carry
+    val, g = jax.value_and_grad(neg)(z)
+    if not fit_noise:
+      g = {**g, "log_sigma": jnp.zeros_like(g["log_sigma"])}
+    upd, o = optimizer.update(g, o, z)
+    return (optax.apply_updates(z, upd), o), val
+
+  (z, opt_state), hist = jax.lax.scan(step, (z, opt_state), None,
+                                      length=int(n_steps))
+  return z, opt_state, hist
+
+
 def optimize_prior_precision(spec, state, prior_structure: str = "scalar",
                              fit_noise: bool = False, n_steps: int = 100,
                              lr: float = 1e-1, newton_steps: int = 0,
@@ -145,12 +190,7 @@ def optimize_prior_precision(spec, state, prior_structure: str = "scalar",
     ``[n_steps + newton_steps]``.
   """
   shape = prior_shape(spec, prior_structure)
-  if fit_noise and spec.likelihood != "regression":
-    raise ValueError("fit_noise=True needs likelihood='regression', got "
-                     f"{spec.likelihood!r}")
-  if spec.structure.name == "kron" and prior_structure == "diagonal":
-    raise ValueError("hessian_structure='kron' supports prior_structure "
-                     "'scalar' or 'layerwise', not 'diagonal'")
+  check_hyperparameter_fit(spec, prior_structure, fit_noise)
   if init_prior_prec is None:
     init = state.prior_precision
     init = (jnp.full(shape, jnp.mean(init)) if jnp.size(init) not in
@@ -161,22 +201,9 @@ def optimize_prior_precision(spec, state, prior_structure: str = "scalar",
   z0 = {"log_prior": jnp.log(init).astype(state.theta.dtype),
         "log_sigma": jnp.log(state.sigma_noise).astype(state.theta.dtype)}
 
-  def neg(z):
-    sigma = jnp.exp(z["log_sigma"]) if fit_noise else state.sigma_noise
-    return -log_marginal_likelihood(spec, state, jnp.exp(z["log_prior"]),
-                                    sigma)
-
+  neg = negative_evidence(spec, state, fit_noise)
   opt = optax.adam(lr)
-
-  def adam_step(carry, _):
-    z, opt_state = carry
-    val, g = jax.value_and_grad(neg)(z)
-    if not fit_noise:
-      g = {**g, "log_sigma": jnp.zeros_like(g["log_sigma"])}
-    upd, opt_state = opt.update(g, opt_state, z)
-    return (optax.apply_updates(z, upd), opt_state), val
-  (z, _), hist = jax.lax.scan(adam_step, (z0, opt.init(z0)), None,
-                              length=int(n_steps))
+  z, _, hist = evidence_steps(neg, opt, z0, opt.init(z0), n_steps, fit_noise)
 
   if newton_steps:
     def flat_neg(v):

@@ -155,12 +155,7 @@ def marglik_training(la, params: PyTree, x: jax.Array, y: jax.Array,
                        ("frequency", frequency, 1), ("burnin", burnin, 0)):
     if not isinstance(v, (int, np.integer)) or v < low:
       raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
-  if fit_noise and spec.likelihood != "regression":
-    raise ValueError("fit_noise=True needs likelihood='regression', got "
-                     f"{spec.likelihood!r}")
-  if spec.structure.name == "kron" and prior_structure == "diagonal":
-    raise ValueError("hessian_structure='kron' supports prior_structure "
-                     "'scalar' or 'layerwise', not 'diagonal'")
+  marglik_lib.check_hyperparameter_fit(spec, prior_structure, fit_noise)
   for name, v in (("prior_precision", prior_precision),
                   ("sigma_noise", sigma_noise)):
     if approximation._concrete(v) and np.any(np.asarray(v) <= 0):
@@ -195,20 +190,9 @@ def marglik_training(la, params: PyTree, x: jax.Array, y: jax.Array,
   def hyper_update(p, h, opt_state):
     state = laplace_at(p, h)
 
-    def neg(z):
-      sigma = jnp.exp(z["log_sigma"]) if fit_noise else state.sigma_noise
-      return -marglik_lib.log_marginal_likelihood(
-          spec, state, jnp.exp(z["log_prior"]), sigma)
-
-    def step(carry, _):
-      z, o = carry
-      val, g = jax.value_and_grad(neg)(z)
-      if not fit_noise:
-        g = {**g, "log_sigma": jnp.zeros_like(g["log_sigma"])}
-      upd, o = hyper_optimizer.update(g, o, z)
-      return (optax.apply_updates(z, upd), o), val
-    (h, opt_state), _ = jax.lax.scan(step, (h, opt_state), None,
-                                     length=int(n_hypersteps))
+    neg = marglik_lib.negative_evidence(spec, state, fit_noise)
+    h, opt_state, _ = marglik_lib.evidence_steps(
+        neg, hyper_optimizer, h, opt_state, n_hypersteps, fit_noise)
     return h, opt_state, neg(h)
 
   def epoch(carry, e):
