@@ -942,7 +942,7 @@ MORE_CASES = {
         lambda t: [(t / "r.json").write_text('{"rows": [{"a": 1}]}'),
                    _doc('<!-- BEGIN generated:t source=r.json columns=b -->'
                         '\n<!-- END generated:t -->')(t)],
-        ValueError, "column 'b' is not in every row of r.json"),
+        ValueError, "DOC.md:1: column 'b' is not in every row (keys: ['a'])"),
     # test helpers
     "helpers-mc_one_sample": Case(
         lambda t: helpers.assert_mc_close(np.zeros(1), 0.0), ValueError,

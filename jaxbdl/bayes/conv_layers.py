@@ -252,8 +252,8 @@ def _make(layer: str, model: post_lib.Model, config) -> post_lib.Posterior:
     return bcnn.init({"params": k1, "sample": k2},
                      jnp.zeros((1,) + tuple(xshape), jnp.float32))["params"]
 
-  return mfvi._variational(f"mfvi_conv_{layer}", model, config,
-                           lambda xshape: vmodel, init_q)
+  return mfvi.variational(f"mfvi_conv_{layer}", model, config,
+                          lambda xshape: vmodel, init_q)
 
 
 def make_lrt(model: post_lib.Model, config) -> post_lib.Posterior:
