@@ -9,12 +9,16 @@ from experiments import posterior_quality
 from experiments.configs import posterior_quality as config_lib
 
 
-@pytest.mark.slow  # a NUTS reference + 2 methods: ~45 s CPU (compile-bound)
+@pytest.mark.slow  # a NUTS reference + MAP: compile-bound
 def test_quick_run_writes_results_and_reference_beats_map(tmp_path):
   config = config_lib.get_config("quick")
+  # MAP only: ``compare`` is method-agnostic (a predictive mixture against
+  # the reference's); SWAG's fit and predictive are checked by
+  # tests/swag_test.py, and each method costs a compile here.
+  config.methods = "map"
   res = posterior_quality.run(config, str(tmp_path))
   rows = {(r["task"], r["method"]): r for r in res["rows"]}
-  assert set(rows) == {("gap", "reference"), ("gap", "map"), ("gap", "swag")}
+  assert set(rows) == {("gap", "reference"), ("gap", "map")}
   assert rows[("gap", "reference")]["w2"] == 0.0
   assert rows[("gap", "reference")]["rhat_max"] >= 0.99  # split R-hat, preds
   assert all(np.isfinite(r["w2"]) and r["w2"] >= 0 for r in rows.values())
@@ -26,7 +30,7 @@ def test_quick_run_writes_results_and_reference_beats_map(tmp_path):
   for name in ("results.json", "results.md", "posterior_quality.png"):
     assert os.path.exists(tmp_path / name)
   with open(tmp_path / "results.json") as f:
-    assert len(json.load(f)["rows"]) == 3
+    assert len(json.load(f)["rows"]) == 2
 
 
 def test_w2_gaussian_closed_form():
