@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["TOL", "tol", "assert_mc_close", "write_uci_folder", "FIXTURES"]
+__all__ = ["TOL", "tol", "assert_mc_close", "write_uci_folder", "FIXTURES",
+           "linear_regression_data"]
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "fixtures")
@@ -30,6 +31,15 @@ _EPS = {np.dtype(np.float16): float(np.finfo(np.float16).eps),
         np.dtype(np.float32): float(np.finfo(np.float32).eps),
         np.dtype(np.float64): float(np.finfo(np.float64).eps)}
 TOL = {dtype: dict(rtol=16 * eps, atol=16 * eps) for dtype, eps in _EPS.items()}
+
+
+def linear_regression_data(n: int = 200, seed: int = 0):
+  """``x [n, 3]``, ``y = x (1, -2, 0.5) + 0.1 eps`` (float32, numpy)."""
+  rng = np.random.default_rng(seed)
+  x = rng.normal(size=(n, 3)).astype(np.float32)
+  y = (x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=n)).astype(
+      np.float32)
+  return x, y
 
 
 def tol(dtype: Any, ulps: float = 16.0) -> dict:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tests import helpers
 from jaxbdl.bayes import likelihoods, posterior, priors, registry
 
 
@@ -31,10 +32,7 @@ def _config(**kw):
 
 
 def test_laplace_full_regression_vmapped_over_keys():
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(200, 3)).astype(np.float32)
-  y = (x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=200)).astype(
-      np.float32)
+  x, y = helpers.linear_regression_data()
   model = posterior.mlp_model((), 1, lambda hp: likelihoods.gaussian(),
                               lambda hp: priors.gaussian(hp["prior_scale"]))
   config = _config()

@@ -36,6 +36,7 @@ import numpy as np
 import optax
 import pytest
 
+from tests import helpers
 from jaxbdl.nn import networks
 from jaxbdl.bayes import laplace, likelihoods, posterior, priors, registry
 from jaxbdl.bayes.laplace import method as laplace_method
@@ -104,10 +105,7 @@ def marglik_of(la, state):
 
 
 def test_registry_online_and_marglik_modes():
-  rng = np.random.default_rng(0)
-  x = rng.normal(size=(200, 3)).astype(np.float32)
-  y = (x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=200)).astype(
-      np.float32)
+  x, y = helpers.linear_regression_data()
   model = posterior.mlp_model((), 1, lambda hp: likelihoods.gaussian(),
                               lambda hp: priors.gaussian(hp["prior_scale"]))
   config = registry.default_config()
