@@ -14,7 +14,7 @@ import jaxbdl
 
 ROOT = pathlib.Path(jaxbdl.__file__).parent
 # Lower rank = more basic; a module imports only ranks <= its own.
-RANK = {"_checks": 0, "_lazy": 0, "data": 0, "gradients": 1,
+RANK = {"_checks": 0, "_lazy": 0, "_gaussian": 0, "data": 0, "gradients": 1,
         "gaussian_processes": 1, "evaluation": 1, "training": 2, "nn": 3,
         "bayes": 4}
 MODULES = sorted(p for p in ROOT.rglob("*.py"))

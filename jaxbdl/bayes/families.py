@@ -54,6 +54,7 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from jaxbdl._gaussian import LOG_2PI
 from jaxbdl.gradients import distributions
 from jaxbdl._checks import softplus_inverse
 from jaxbdl.bayes import priors as prior_lib
@@ -61,7 +62,6 @@ from jaxbdl.bayes import priors as prior_lib
 PyTree = Any
 Array = jax.Array
 _tmap = jax.tree_util.tree_map
-_LOG_2PI = math.log(2.0 * math.pi)
 
 __all__ = [
     "Family", "mean_field", "fullrank", "lowrank", "MEAN_FIELD", "draw",
@@ -251,7 +251,7 @@ def fullrank() -> Family:
     return dist.log_prob(params, ravel_pytree(w)[0])
 
   def entropy_(q):
-    return 0.5 * q["tril"].shape[0] * (1.0 + _LOG_2PI) + 0.5 * logdet(q)
+    return 0.5 * q["tril"].shape[0] * (1.0 + LOG_2PI) + 0.5 * logdet(q)
 
   def trace_and_logdet(q, prec):
     l = chol(q)
@@ -302,7 +302,7 @@ def lowrank(rank: int) -> Family:
     return dist.log_prob(params, ravel_pytree(w)[0])
 
   def entropy_(q):
-    return 0.5 * q["log_diag"].shape[0] * (1.0 + _LOG_2PI) + 0.5 * logdet(q)
+    return 0.5 * q["log_diag"].shape[0] * (1.0 + LOG_2PI) + 0.5 * logdet(q)
 
   def marginal_variance(q):
     return jnp.exp(2.0 * q["log_diag"]) + jnp.sum(q["factor"] ** 2, axis=1)

@@ -32,12 +32,12 @@ References:
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from jaxbdl._gaussian import normal_log_density
 from jaxbdl._checks import check_positive, softplus_inverse
 
 PyTree = Any
@@ -48,7 +48,6 @@ __all__ = ["Likelihood", "gaussian", "heteroscedastic_gaussian",
            "categorical_log_prob", "bernoulli_log_prob", "mixture_log_prob",
            "mixture_summary"]
 
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 class Likelihood(NamedTuple):
@@ -78,8 +77,7 @@ class Likelihood(NamedTuple):
 
 def normal_log_prob(y: Array, mean: Array, scale: Any) -> Array:
   """Elementwise ``log N(y; mean, scale^2)`` (``scale`` a standard deviation)."""
-  z = (y - mean) / scale
-  return -0.5 * z * z - jnp.log(scale) - _HALF_LOG_2PI
+  return normal_log_density(y, mean, scale)
 
 
 def categorical_log_prob(labels: Array, logits: Array) -> Array:

@@ -29,6 +29,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
+from jaxbdl._gaussian import HALF_LOG_2PI, normal_log_density
 from jaxbdl._checks import check_positive
 
 PyTree = Any
@@ -38,7 +39,6 @@ __all__ = ["Prior", "gaussian", "learned_gaussian", "laplace",
            "scale_mixture", "flat", "num_params", "l2_penalty", "l1_penalty",
            "tree_sum"]
 
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _tmap = jax.tree_util.tree_map
 
 
@@ -80,8 +80,7 @@ def l1_penalty(params: PyTree) -> Array:
 
 
 def _normal_log_prob_sum(w: Array, scale: Array) -> Array:
-  z = _f32(w) / scale
-  return jnp.sum(-0.5 * z * z - jnp.log(scale) - _HALF_LOG_2PI)
+  return jnp.sum(normal_log_density(_f32(w), 0.0, scale))
 
 
 def _normal_kl_sum(m: Array, s: Array, prior_scale: Array) -> Array:
@@ -160,7 +159,7 @@ def laplace(scale: Any = 1.0) -> Prior:
   def kl_leaf(m, s):
     abs_mean = (s * math.sqrt(2.0 / math.pi) * jnp.exp(-0.5 * jnp.square(m / s))
                 + m * jax.scipy.special.erf(m / (s * math.sqrt(2.0))))
-    neg_entropy = -(0.5 + _HALF_LOG_2PI + jnp.log(s))
+    neg_entropy = -(0.5 + HALF_LOG_2PI + jnp.log(s))
     return jnp.sum(neg_entropy + jnp.log(2.0 * b()) + abs_mean / b())
 
   def kl(theta, loc, sc):
@@ -185,8 +184,7 @@ def scale_mixture(pi: float = 0.5, scale1: float = 1.0,
     x = _f32(x)
     shape = (1,) * x.ndim + (2,)
     sc, lw = scales.reshape(shape), log_w.reshape(shape)
-    z = x[..., None] / sc  # [..., 2]
-    comp = -0.5 * z * z - jnp.log(sc) - _HALF_LOG_2PI + lw
+    comp = normal_log_density(x[..., None], 0.0, sc) + lw  # [..., 2]
     return jnp.sum(jax.nn.logsumexp(comp, axis=-1))
 
   def log_prob(theta, w):

@@ -37,6 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxbdl._gaussian import normal_log_density_var
 
 __all__ = [
     "rmse", "rmse_original_units", "gaussian_log_density",
@@ -46,7 +47,6 @@ __all__ = [
     "mean_and_se",
 ]
 
-_LOG_2PI = 1.8378770664093453  # log(2 pi)
 
 
 def _concrete(a: Any) -> bool:
@@ -209,7 +209,7 @@ def rmse_original_units(y_std_units: jax.Array, mean_std_units: jax.Array,
 def gaussian_log_density(y: jax.Array, mean: jax.Array,
                          variance: jax.Array) -> jax.Array:
   """Elementwise ``log N(y; mean, variance)`` (same shapes in and out)."""
-  return -0.5 * (_LOG_2PI + jnp.log(variance) + jnp.square(y - mean) / variance)
+  return normal_log_density_var(y, mean, variance)
 
 
 def gaussian_predictive_log_likelihood(y: jax.Array, means: jax.Array,

@@ -16,6 +16,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxbdl._gaussian import LOG_2PI, normal_log_density_var
 
 Array = jax.Array
 KernelFn = Callable[[Array, Array], Array]
@@ -258,7 +259,7 @@ def log_marginal_likelihood_unchecked(kernel_fn, x, y, noise_variance,
   alpha = jax.scipy.linalg.cho_solve((chol, True), y * mask)
   return (-0.5 * jnp.dot(y * mask, alpha)
           - jnp.sum(jnp.log(jnp.diagonal(chol)))
-          - 0.5 * jnp.sum(mask) * math.log(2.0 * math.pi))
+          - 0.5 * jnp.sum(mask) * LOG_2PI)
 
 
 
@@ -267,4 +268,4 @@ def gaussian_log_pdf(y: Array, mean: Array, variance: Array) -> Array:
 
   For scoring GP predictives (``include_noise=True``) as a test log-likelihood.
   """
-  return -0.5 * (jnp.log(2.0 * jnp.pi * variance) + (y - mean) ** 2 / variance)
+  return normal_log_density_var(y, mean, variance)

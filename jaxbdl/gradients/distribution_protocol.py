@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxbdl._gaussian import HALF_LOG_2PI
 
 __all__ = ["Distribution", "WeakDerivative", "check_params",
            "standard_normal"]
@@ -38,7 +39,7 @@ __all__ = ["Distribution", "WeakDerivative", "check_params",
 Array = jax.Array
 Params = Mapping[str, Array]
 
-_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_HALF_LOG_2PI = HALF_LOG_2PI  # one constant for the package (jaxbdl/_gaussian.py)
 
 
 class Distribution(NamedTuple):

@@ -34,12 +34,12 @@ References:
 """
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxbdl._gaussian import HALF_LOG_2PI
 
 __all__ = ["PRIOR_STRUCTURES", "expand_prior", "prior_shape",
            "curvature_factor", "log_likelihood", "log_marginal_likelihood",
@@ -90,7 +90,7 @@ def log_likelihood(spec, state, sigma_noise=None):
     return -state.loss / state.temperature
   sigma = state.sigma_noise if sigma_noise is None else sigma_noise
   ll = (-state.loss / sigma ** 2
-        - state.num_outputs_total * jnp.log(sigma * math.sqrt(2 * math.pi)))
+        - state.num_outputs_total * (jnp.log(sigma) + HALF_LOG_2PI))
   return ll / state.temperature
 
 
