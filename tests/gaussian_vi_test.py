@@ -30,12 +30,7 @@ K_SE = 4.0  # Monte Carlo checks: |estimate - exact| < K_SE * SE.
 
 
 def _problem():
-  rng = np.random.default_rng(0)
-  z = rng.normal(size=(30, 3))
-  x = z @ np.array([[1.0, 0.8, 0.6], [0.0, 0.6, 0.5], [0.0, 0.0, 0.4]])
-  y = x @ np.array([1.0, -0.5, 0.3]) + NOISE * rng.normal(size=30)
-  a = x.T @ x / NOISE**2 + np.eye(3) / PRIOR**2
-  m = np.linalg.solve(a, x.T @ y / NOISE**2)
+  x, y, a, m = helpers.correlated_linear_regression(NOISE, PRIOR)
   cov_y = NOISE**2 * np.eye(30) + PRIOR**2 * x @ x.T
   log_z = stats.multivariate_normal(np.zeros(30), cov_y).logpdf(y)
   return x, y, a, m, log_z

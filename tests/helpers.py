@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["TOL", "tol", "assert_mc_close", "write_uci_folder", "FIXTURES",
-           "linear_regression_data"]
+           "linear_regression_data", "correlated_linear_regression"]
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                         "fixtures")
@@ -40,6 +40,20 @@ def linear_regression_data(n: int = 200, seed: int = 0):
   y = (x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=n)).astype(
       np.float32)
   return x, y
+
+
+def correlated_linear_regression(noise: float, prior: float):
+  """Bayesian linear regression with a CORRELATED posterior (non-orthogonal
+  design, 30 points, 3 weights, float64): ``x [30, 3]``, ``y [30]``, the
+  exact posterior precision ``a [3, 3]`` and mean ``m [3]`` for
+  ``y ~ N(x w, noise^2)``, ``w ~ N(0, prior^2 I)``."""
+  rng = np.random.default_rng(0)
+  z = rng.normal(size=(30, 3))
+  x = z @ np.array([[1.0, 0.8, 0.6], [0.0, 0.6, 0.5], [0.0, 0.0, 0.4]])
+  y = x @ np.array([1.0, -0.5, 0.3]) + noise * rng.normal(size=30)
+  a = x.T @ x / noise**2 + np.eye(3) / prior**2
+  m = np.linalg.solve(a, x.T @ y / noise**2)
+  return x, y, a, m
 
 
 def tol(dtype: Any, ulps: float = 16.0) -> dict:

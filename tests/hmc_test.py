@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from tests import helpers
 from jaxbdl.bayes import hmc
 from jaxbdl.bayes import likelihoods
 from jaxbdl.bayes import posterior as post_lib
@@ -22,12 +23,7 @@ K = 4.0  # |estimate - exact| < K * SE
 
 
 def _problem():
-  rng = np.random.default_rng(0)
-  z = rng.normal(size=(30, 3))
-  x = z @ np.array([[1.0, 0.8, 0.6], [0.0, 0.6, 0.5], [0.0, 0.0, 0.4]])
-  y = x @ np.array([1.0, -0.5, 0.3]) + NOISE * rng.normal(size=30)
-  a = x.T @ x / NOISE**2 + np.eye(3) / PRIOR**2
-  m = np.linalg.solve(a, x.T @ y / NOISE**2)
+  x, y, a, m = helpers.correlated_linear_regression(NOISE, PRIOR)
   return x.astype(np.float32), y.astype(np.float32), a, m
 
 
