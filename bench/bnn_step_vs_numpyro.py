@@ -60,11 +60,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
 import numpy as np
+
+import peers  # bench/peers.py: the scripts run as files, bench/ is on sys.path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 N, D, H, B = 9000, 8, 50, 32
@@ -252,17 +253,8 @@ def worker_numpyro(args):
 
 def _run_worker(which, args):
   python = {"jaxbdl": args.jaxbdl_python, "numpyro": args.numpyro_python}[which]
-  if os.sep in python and not os.path.exists(python):
-    hint = "make setup" if which == "jaxbdl" else "bash bench/setup_numpyro.sh"
-    raise FileNotFoundError(f"{python} not found; run `{hint}` first")
-  cmd = [python, os.path.abspath(__file__), "--worker", which,
-         "--steps_per_call", str(args.steps_per_call),
-         "--repeats", str(args.repeats)]
-  out = subprocess.run(cmd, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=REPO))
-  if out.returncode != 0:
-    raise RuntimeError(f"{which} worker failed:\n{out.stderr[-4000:]}")
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return peers.run_worker(__file__, which, python, [
+      "--steps_per_call", args.steps_per_call, "--repeats", args.repeats])
 
 
 def _summarise(rounds):

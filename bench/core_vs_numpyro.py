@@ -36,11 +36,12 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 
 import numpy as np
+
+import peers  # bench/peers.py: the scripts run as files, bench/ is on sys.path
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP_D, STEP_H, STEP_B, STEP_N = 64, 400, 128, 10000
@@ -301,14 +302,9 @@ WORKERS = {"jaxbdl_protocol": jaxbdl_protocol, "jaxbdl_step": jaxbdl_step,
 
 
 def _run(worker, python, args):
-  cmd = [python, os.path.abspath(__file__), "--worker", worker,
-         "--data_dir", args.data_dir, "--datasets", args.datasets,
-         "--repeats", str(args.repeats), "--methods", args.methods]
-  out = subprocess.run(cmd, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=REPO))
-  if out.returncode != 0:
-    raise RuntimeError(f"{worker} failed:\n{out.stderr[-4000:]}")
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return peers.run_worker(__file__, worker, python, [
+      "--data_dir", args.data_dir, "--datasets", args.datasets,
+      "--repeats", args.repeats, "--methods", args.methods])
 
 
 def main():

@@ -49,6 +49,8 @@ import time
 
 import numpy as np
 
+import peers  # bench/peers.py: the scripts run as files, bench/ is on sys.path
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STRUCTURES = (("full", "all", "full"), ("diag", "all", "diag"),
               ("kron", "all", "kron"), ("last_layer", "last_layer", "full"))
@@ -224,12 +226,8 @@ def worker_jaxbdl(args):
 
 def _run_worker(which, args):
   py = args.torch_python if which == "torch" else args.jaxbdl_python
-  cmd = [py, os.path.abspath(__file__), "--worker", which, "--repeats",
-         str(args.repeats), "--out_dir", args.out_dir]
-  res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
-  if res.returncode:
-    raise RuntimeError(f"{which} worker failed:\n{res.stderr[-4000:]}")
-  return json.loads(res.stdout.strip().splitlines()[-1])
+  return peers.run_worker(__file__, which, py, [
+      "--repeats", args.repeats, "--out_dir", args.out_dir], cwd=REPO)
 
 
 def _rel(a, b):

@@ -39,6 +39,8 @@ import time
 
 import numpy as np
 
+import peers  # bench/peers.py: the scripts run as files, bench/ is on sys.path
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 H, NOISE, PRIOR = 50, 0.1, 1.0
 X_STAR = np.linspace(-1.5, 1.5, 10, dtype=np.float32)[:, None]
@@ -141,18 +143,10 @@ def worker_numpyro(args):
 
 def _run_worker(which, args):
   python = {"jaxbdl": args.jaxbdl_python, "numpyro": args.numpyro_python}[which]
-  if os.sep in python and not os.path.exists(python):
-    hint = "make setup" if which == "jaxbdl" else "bash bench/setup_numpyro.sh"
-    raise FileNotFoundError(f"{python} not found; run `{hint}` first")
-  cmd = [python, os.path.abspath(__file__), "--worker", which, "--data",
-         args.data, "--chains", str(args.chains), "--warmup",
-         str(args.warmup), "--samples", str(args.samples)]
   load = os.getloadavg()[0]
-  out = subprocess.run(cmd, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=REPO))
-  if out.returncode != 0:
-    raise RuntimeError(f"{which} worker failed:\n{out.stderr[-4000:]}")
-  res = json.loads(out.stdout.strip().splitlines()[-1])
+  res = peers.run_worker(__file__, which, python, [
+      "--data", args.data, "--chains", args.chains, "--warmup", args.warmup,
+      "--samples", args.samples])
   res["loadavg_1min_at_start"] = load
   return res
 

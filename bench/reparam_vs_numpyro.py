@@ -42,6 +42,8 @@ import time
 
 import numpy as np
 
+import peers  # bench/peers.py: the scripts run as files, bench/ is on sys.path
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 D, B, K = 100, 10, 10
 
@@ -126,16 +128,8 @@ def worker_numpyro(args):
 
 def _run_worker(which, args):
   python = {"jaxbdl": args.jaxbdl_python, "numpyro": args.numpyro_python}[which]
-  if os.sep in python and not os.path.exists(python):
-    hint = "make setup" if which == "jaxbdl" else "bash bench/setup_numpyro.sh"
-    raise FileNotFoundError(f"{python} not found; run `{hint}` first")
-  cmd = [python, os.path.abspath(__file__), "--worker", which,
-         "--samples", str(args.samples), "--repeats", str(args.repeats)]
-  out = subprocess.run(cmd, capture_output=True, text=True,
-                       env=dict(os.environ, PYTHONPATH=REPO))
-  if out.returncode != 0:
-    raise RuntimeError(f"{which} worker failed:\n{out.stderr[-4000:]}")
-  return json.loads(out.stdout.strip().splitlines()[-1])
+  return peers.run_worker(__file__, which, python, [
+      "--samples", args.samples, "--repeats", args.repeats])
 
 
 def _git(*cmd):

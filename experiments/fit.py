@@ -38,7 +38,7 @@ from jaxbdl.bayes import posterior
 from jaxbdl.bayes import priors
 from jaxbdl.bayes import registry
 
-__all__ = ["load_npz", "run_fit", "run"]
+__all__ = ["load_npz", "check_inputs", "run_fit", "run"]
 
 TASKS = ("regression", "classification")
 
@@ -179,12 +179,18 @@ def run_fit(config, d: dict, task: str, method: str, workdir: str) -> dict:
   return res
 
 
+def check_inputs(config, data_path: str, methods: str, task: str):
+  """``(data, method names)``, checked before any work; raises ``ValueError``
+  / ``FileNotFoundError`` with one line naming the problem."""
+  d = load_npz(data_path, task)
+  probe = _model(config, task, d.get("num_classes", 0), None)
+  return d, registry.check_names(methods, probe.module)
+
+
 def run(config, workdir: str, data_path: str, methods: str,
         task: str = "regression") -> dict:
   """Validates everything, then fits each method; writes ``results.json``."""
-  d = load_npz(data_path, task)
-  probe = _model(config, task, d.get("num_classes", 0), None)
-  names = registry.check_names(methods, probe.module)
+  d, names = check_inputs(config, data_path, methods, task)
   results = {"data": os.path.abspath(data_path), "task": task, "methods": {}}
   for name in names:
     with progress.phase(f"fit {name}") as line:
@@ -201,6 +207,7 @@ def main(argv):
   del argv
   launch.quiet_logs(sys.argv)
   f = flags.FLAGS
+  launch.check_input("fit", check_inputs, f.config, f.data, f.method, f.task)
   workdir = results_lib.ensure_workdir(f.workdir)
   res = run(f.config, workdir, f.data, f.method, f.task)
   print(launch.default_report(res, workdir))

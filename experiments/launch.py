@@ -28,7 +28,8 @@ from ml_collections import config_flags
 from experiments import validate
 from jaxbdl.evaluation import results as results_lib
 
-__all__ = ["define_flags", "parse", "default_report", "quiet_logs", "main"]
+__all__ = ["define_flags", "parse", "default_report", "quiet_logs",
+           "check_input", "main"]
 
 _CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
 EXIT_BAD_CONFIG = 2
@@ -136,6 +137,22 @@ def quiet_logs(argv: Sequence[str]) -> None:
   handler = logging.get_absl_handler()
   if not any(isinstance(f, _OwnInfoOnly) for f in handler.filters):
     handler.addFilter(_OwnInfoOnly())
+
+
+def check_input(name: str, check: Callable[..., object], *args):
+  """Runs ``check(*args)``, the checks an entry point makes BEFORE any long
+  work (data paths, data-set and method names), and returns its result.
+
+  A ``ValueError`` or ``OSError`` it raises ends the program with ONE line on
+  stderr (``uci_regression: unknown dataset 'x' under ...; valid: [...]``)
+  and exit status 2, as a bad config does, instead of a traceback.
+  """
+  try:
+    return check(*args)
+  except (ValueError, OSError) as e:
+    msg = str(e).strip().splitlines()
+    sys.stderr.write(f"{name}: {msg[0] if msg else repr(e)}\n")
+    sys.exit(EXIT_BAD_CONFIG)
 
 
 def main(name: str, run: Callable[..., dict],

@@ -273,13 +273,19 @@ def _grid_summary(r: dict) -> dict:
   }
 
 
-def run(config, workdir: str) -> dict:
-  """Runs the benchmark described by ``config``; writes outputs to ``workdir``."""
+def check_inputs(config) -> tuple[list[str], list[tuple[str, str]]]:
+  """``(methods, datasets)`` of ``config``, checked before any work; raises
+  ``ValueError`` / ``FileNotFoundError`` with one line naming the problem."""
   methods = registry.check_names(
       str(config.method), uci_protocol.uci_model(config, "map").module)
   if config.num_splits < 0:
     raise ValueError(f"num_splits must be >= 0, got {config.num_splits}")
-  datasets = resolve_datasets(config.data_dir, config.dataset)
+  return methods, resolve_datasets(config.data_dir, config.dataset)
+
+
+def run(config, workdir: str) -> dict:
+  """Runs the benchmark described by ``config``; writes outputs to ``workdir``."""
+  methods, datasets = check_inputs(config)
   fingerprint = hashlib.sha256(json.dumps(
       config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
   results = {"datasets": _previous_entries(workdir), "checks": {},
@@ -372,12 +378,13 @@ def main(argv):
   del argv
   launch.quiet_logs(sys.argv)
   f = flags.FLAGS
-  workdir = results_lib.ensure_workdir(f.workdir)
   config = f.config
   with config.unlocked():
     for name in ("dataset", "method", "data_dir", "num_splits", "grid_search"):
       if f[name].value is not None:
         config[name] = f[name].value
+  launch.check_input("uci_regression", check_inputs, config)
+  workdir = results_lib.ensure_workdir(f.workdir)
   res = run(config, workdir)
   print(make_table(res))
 

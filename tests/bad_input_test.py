@@ -140,6 +140,13 @@ def _experiment(name: str, overrides: dict, workdir: str = "sentinel",
                 **run_kw):
   """Runs ``experiments.NAME.run`` on its quick config with ``overrides``."""
   module = import_experiment(name)
+  config = _quick_config(name, overrides)
+  return lambda tmp_path: module.run(config, _workdir(tmp_path, workdir),
+                                     **run_kw)
+
+
+def _quick_config(name: str, overrides: dict):
+  """NAME's quick config with ``overrides`` (dotted paths -> values)."""
   config = importlib.import_module(
       f"experiments.configs.{name}").get_config("quick")
   for key, value in overrides.items():
@@ -148,8 +155,7 @@ def _experiment(name: str, overrides: dict, workdir: str = "sentinel",
     for p in parents:
       node = node[p]
     node[leaf] = value
-  return lambda tmp_path: module.run(config, _workdir(tmp_path, workdir),
-                                     **run_kw)
+  return config
 
 
 def _workdir(tmp_path, kind):
@@ -634,18 +640,11 @@ def _config_cases() -> dict:
 
 
 def _check_config(name, **overrides):
-  """``validate.check_config`` on NAME's quick config with overrides."""
+  """``validate.check_config`` on NAME's quick config; ``a__b=v`` sets ``a.b``."""
   def call(tmp_path):
     del tmp_path
-    config = importlib.import_module(
-        f"experiments.configs.{name}").get_config("quick")
-    for key, value in overrides.items():
-      node = config
-      *parents, leaf = key.split("__")
-      for p in parents:
-        node = node[p]
-      node[leaf] = value
-    validate.check_config(name, config)
+    validate.check_config(name, _quick_config(
+        name, {k.replace("__", "."): v for k, v in overrides.items()}))
   return call
 
 
@@ -719,13 +718,23 @@ def test_command_line_bad_config_is_one_line_rc_2(tmp_path):
   wd = _sentinel_workdir(tmp_path)
   env = {**os.environ, "JAX_PLATFORMS": "cpu"}
   root = os.path.dirname(CONFIG_DIR).rsplit(os.sep, 1)[0]
-  # One run (each costs a jax import); the value checks share the parser
-  # with the in-process cases above.
-  for override, expected in [
-      ("--config.bogus=1", "curve_fitting: unknown config field 'bogus'")]:
+  uci_root = tmp_path / "uci_root"
+  uci_root.mkdir()
+  os.rename(_uci(tmp_path), uci_root / "tiny")
+  # Each run costs a jax import; the value checks share the parser with the
+  # in-process cases above. The second is an entry point with its own main:
+  # its data-set check runs before any work (was a traceback).
+  for module, args, expected in [
+      ("curve_fitting", [f"--config={CONFIG_DIR}/curve_fitting.py:quick",
+                         "--config.bogus=1"],
+       "curve_fitting: unknown config field 'bogus'"),
+      ("uci_regression", [f"--data_dir={uci_root}", "--dataset=nosuch",
+                          "--method=map"],
+       "uci_regression: unknown dataset 'nosuch' under "),
+  ]:
     p = subprocess.run(
-        [sys.executable, "-m", "experiments.curve_fitting", f"--workdir={wd}",
-         f"--config={CONFIG_DIR}/curve_fitting.py:quick", override],
+        [sys.executable, "-m", f"experiments.{module}", f"--workdir={wd}",
+         *args],
         cwd=root, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2, p.stderr
     lines = p.stderr.strip().splitlines()
