@@ -8,7 +8,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= workdirs/demo
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 UV_VERSION ?= 0.13.9
 
 .PHONY: demo test lint setup setup-test lock bench clean

@@ -22,6 +22,16 @@ predictive`` and reports the evidence at fixed ``(delta, sigma) = (1, 0.3)``
 (isolates the curvature), the fitted ``delta, sigma``, the evidence there and
 the predictive mean / variance (of f).
 
+``--task classification`` runs the same comparison on a classification
+problem (laplace-torch's ``"classification"`` likelihood, no noise to fit):
+three Gaussian classes in 2-D (``numpy.random.default_rng(711)``, N = 300,
+class means on a circle of radius 2, unit noise), a 2-50-3 tanh MLP trained
+by Adam(1e-2) for 1000 full-batch epochs on the cross-entropy, the prior
+precision fitted by Adam(0.1) for 1000 steps on the evidence, then the GLM
+predictive with the probit approximation on 500 test inputs; the compared
+numbers are the evidence at ``delta = 1``, the fitted ``delta``, the
+evidence there and the predictive class probabilities (max abs difference).
+
 Timings: laplace-torch builds a fresh ``Laplace`` each repeat (its usage);
 jaxbdl reports the first call (a fresh ``Laplace``: tracing + XLA
 compilation included) and the steady state (the same ``Laplace`` object, its
@@ -32,8 +42,10 @@ and minima over all repeats of all rounds; load average before and after.
 Usage (repository root):
   bash bench/setup_laplace_torch.sh
   .venv/bin/python bench/laplace_vs_torch.py [--rounds 2 --repeats 3]
-  (each worker's JSON is also kept as laplace_vs_torch_worker_<lib>_<r>.json)
-Outputs: bench/results/laplace_vs_torch.{json,md} and the table on stdout.
+      [--task classification]
+  (each worker's JSON is also kept as <stem>_worker_<lib>_<r>.json)
+Outputs: bench/results/laplace_vs_torch.{json,md} (regression) or
+laplace_vs_torch_classification.{json,md}, and the table on stdout.
 """
 from __future__ import annotations
 
@@ -58,8 +70,29 @@ N_STEPS = 1000
 PUBLISHED = {"sigma_noise": 0.28, "prior_precision": 0.10}
 
 
+TASKS = ("regression", "classification")
+
+
+def _stem(args):
+  """Output file stem of the task (regression keeps the original name)."""
+  return ("laplace_vs_torch" if args.task == "regression" else
+          f"laplace_vs_torch_{args.task}")
+
+
 def _map_file(args):
-  return os.path.join(args.out_dir, "laplace_vs_torch_map.npz")
+  return os.path.join(args.out_dir, f"{_stem(args)}_map.npz")
+
+
+def _classification_data():
+  """Three Gaussian classes in 2-D: ``(x [300, 2], y [300], x_test [500, 2])``
+  (float32, int64), the same on every machine (numpy's PCG64)."""
+  rng = np.random.default_rng(711)
+  angles = 2 * np.pi * np.arange(3) / 3
+  means = 2.0 * np.stack([np.cos(angles), np.sin(angles)], -1)
+  y = rng.integers(0, 3, 300)
+  x = means[y] + rng.normal(size=(300, 2))
+  x_test = rng.uniform(-5, 5, (500, 2))
+  return x.astype(np.float32), y.astype(np.int64), x_test.astype(np.float32)
 
 
 # ------------------------------------------------------------------- torch ---
@@ -71,19 +104,26 @@ def worker_torch(args):
   from laplace import Laplace
   torch.set_default_dtype(torch.float32)
 
+  regression = args.task == "regression"
+  d_in, d_out = (1, 1) if regression else (2, 3)
+
   def get_model():
     torch.manual_seed(711)
-    return torch.nn.Sequential(torch.nn.Linear(1, 50), torch.nn.Tanh(),
-                               torch.nn.Linear(50, 1))
+    return torch.nn.Sequential(torch.nn.Linear(d_in, 50), torch.nn.Tanh(),
+                               torch.nn.Linear(50, d_out))
   path = _map_file(args)
   if not os.path.exists(path):   # the example, verbatim in substance
     torch.manual_seed(711)
-    x_train = (torch.rand(150) * 8).unsqueeze(-1)
-    y_train = torch.sin(x_train) + torch.randn_like(x_train) * 0.3
-    x_test = torch.linspace(-5, 13, 500).unsqueeze(-1)
-    loader = DataLoader(TensorDataset(x_train, y_train), batch_size=150)
+    if regression:
+      x_train = (torch.rand(150) * 8).unsqueeze(-1)
+      y_train = torch.sin(x_train) + torch.randn_like(x_train) * 0.3
+      x_test = torch.linspace(-5, 13, 500).unsqueeze(-1)
+    else:
+      x_train, y_train, x_test = map(torch.tensor, _classification_data())
+    loader = DataLoader(TensorDataset(x_train, y_train),
+                        batch_size=len(x_train))
     model = get_model()
-    crit = torch.nn.MSELoss()
+    crit = torch.nn.MSELoss() if regression else torch.nn.CrossEntropyLoss()
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(1000):
       for xb, yb in loader:
@@ -101,7 +141,8 @@ def worker_torch(args):
                          for k in model.state_dict()})
   x_train, y_train = torch.tensor(d["x_train"]), torch.tensor(d["y_train"])
   x_test = torch.tensor(d["x_test"])
-  loader = DataLoader(TensorDataset(x_train, y_train), batch_size=150)
+  loader = DataLoader(TensorDataset(x_train, y_train),
+                      batch_size=len(x_train))
   out = {"laplace_torch": getattr(laplace, "__version__", None) or
          _dist_version("laplace-torch"), "torch": torch.__version__,
          "threads": torch.get_num_threads(), "structures": {}}
@@ -109,28 +150,39 @@ def worker_torch(args):
     times = []
     for _ in range(args.repeats):
       t0 = time.perf_counter()
-      la = Laplace(model, "regression", subset_of_weights=subset,
+      la = Laplace(model, args.task, subset_of_weights=subset,
                    hessian_structure=hs)
       la.fit(loader)
       log_prior = torch.ones(1, requires_grad=True)
       log_sigma = torch.ones(1, requires_grad=True)
-      hopt = torch.optim.Adam([log_prior, log_sigma], lr=1e-1)
+      hypers = [log_prior, log_sigma] if regression else [log_prior]
+
+      def lml(prior, sigma):
+        return (la.log_marginal_likelihood(prior, sigma) if regression
+                else la.log_marginal_likelihood(prior))
+      hopt = torch.optim.Adam(hypers, lr=1e-1)
       for _ in range(N_STEPS):
         hopt.zero_grad()
-        neg = -la.log_marginal_likelihood(log_prior.exp(), log_sigma.exp())
+        neg = -lml(log_prior.exp(), log_sigma.exp())
         neg.backward()
         hopt.step()
-      lml_fit = la.log_marginal_likelihood(log_prior.exp(), log_sigma.exp())
-      f_mu, f_var = la(x_test)
+      lml_fit = lml(log_prior.exp(), log_sigma.exp())
+      if regression:
+        f_mu, f_var = la(x_test)
+      else:
+        probs = la(x_test, pred_type="glm", link_approx="probit")
       times.append(time.perf_counter() - t0)
     with torch.no_grad():
       rec = {"seconds": times, "log_marglik_fitted": float(lml_fit),
              "prior_precision": float(log_prior.exp()),
-             "sigma_noise": float(log_sigma.exp()),
-             "f_mu": f_mu.squeeze().tolist(),
-             "f_var": f_var.squeeze().tolist()}
-      rec["log_marglik_fixed"] = float(la.log_marginal_likelihood(
-          torch.tensor([1.0]), torch.tensor([0.3])))
+             "log_marglik_fixed": float(lml(torch.tensor([1.0]),
+                                            torch.tensor([0.3])))}
+      if regression:
+        rec.update(sigma_noise=float(log_sigma.exp()),
+                   f_mu=f_mu.squeeze().tolist(),
+                   f_var=f_var.squeeze().tolist())
+      else:
+        rec["probs"] = probs.tolist()
     out["structures"][name] = rec
   return out
 
@@ -152,13 +204,16 @@ def worker_jaxbdl(args):
   from jaxbdl.nn import networks
   from jaxbdl.bayes import laplace
   d = np.load(_map_file(args))
-  net = networks.MLP((50, 1), activation="tanh")
+  regression = args.task == "regression"
+  net = networks.MLP((50, 1 if regression else 3), activation="tanh")
   params = {"Dense_0": {"kernel": jnp.asarray(d["0_weight"].T),
                         "bias": jnp.asarray(d["0_bias"])},
             "Dense_1": {"kernel": jnp.asarray(d["2_weight"].T),
                         "bias": jnp.asarray(d["2_bias"])}}
   apply_fn = lambda p, x: net.apply({"params": p}, x)  # noqa: E731
-  x, y = jnp.asarray(d["x_train"]), jnp.asarray(d["y_train"][:, 0])
+  x = jnp.asarray(d["x_train"])
+  y = (jnp.asarray(d["y_train"][:, 0]) if regression else
+       jnp.asarray(d["y_train"], jnp.int32))
   x_test = jnp.asarray(d["x_test"])
   e = math.e
   out = {"jax": jax.__version__, "device": str(jax.devices()[0]),
@@ -169,15 +224,15 @@ def worker_jaxbdl(args):
     # convergence check (gradient of the log joint) is switched off.
     state = la.fit(params, x, y, prior_precision=e, sigma_noise=e,
                    map_gradient_tol=np.inf)
-    state, _ = la.optimize_prior_precision(state, fit_noise=True,
+    state, _ = la.optimize_prior_precision(state, fit_noise=regression,
                                            n_steps=N_STEPS, lr=0.1)
-    pred = la.predict(state, x_test)
+    pred = la.predict(state, x_test, link_approx="probit")
     jax.block_until_ready(pred)
     return la, state, pred
 
   for name, subset, hs in STRUCTURES:
     def make():
-      return laplace.Laplace(apply_fn, params, "regression",
+      return laplace.Laplace(apply_fn, params, args.task,
                              subset_of_weights=subset, hessian_structure=hs,
                              chunk_size=150)
     t0 = time.perf_counter()
@@ -192,23 +247,23 @@ def worker_jaxbdl(args):
     # says which float32 round-off is larger.
     with jax.enable_x64(True):
       p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
-      la64 = laplace.Laplace(apply_fn, p64, "regression",
+      la64 = laplace.Laplace(apply_fn, p64, args.task,
                              subset_of_weights=subset, hessian_structure=hs,
                              chunk_size=150)
-      s64 = la64.fit(p64, x.astype(jnp.float64), y.astype(jnp.float64),
+      s64 = la64.fit(p64, x.astype(jnp.float64),
+                     y.astype(jnp.float64) if regression else y,
                      prior_precision=e, sigma_noise=e,
                      map_gradient_tol=np.inf)
       fixed64 = float(la64.log_marginal_likelihood(
           s64, jnp.ones(1, jnp.float64), jnp.asarray(0.3, jnp.float64)))
-      s64, _ = la64.optimize_prior_precision(s64, fit_noise=True,
+      s64, _ = la64.optimize_prior_precision(s64, fit_noise=regression,
                                              n_steps=N_STEPS, lr=0.1)
-      pred64 = la64.predict(s64, x_test.astype(jnp.float64))
+      pred64 = la64.predict(s64, x_test.astype(jnp.float64),
+                            link_approx="probit")
       ref64 = {"log_marglik_fixed": fixed64,
                "log_marglik_fitted": float(la64.log_marginal_likelihood(s64)),
                "prior_precision": float(s64.prior_precision[0]),
-               "sigma_noise": float(s64.sigma_noise),
-               "f_mu": np.asarray(pred64["mean"]).tolist(),
-               "f_var": np.asarray(pred64["f_variance"]).tolist()}
+               **_predictions(s64, pred64, regression)}
     out["structures"][name] = {
         "float64": ref64,
         "seconds": times, "first_call_seconds": first,
@@ -216,10 +271,17 @@ def worker_jaxbdl(args):
         "log_marglik_fixed": float(la.log_marginal_likelihood(
             state, jnp.ones(1), jnp.asarray(0.3))),
         "prior_precision": float(state.prior_precision[0]),
-        "sigma_noise": float(state.sigma_noise),
-        "f_mu": np.asarray(pred["mean"]).tolist(),
-        "f_var": np.asarray(pred["f_variance"]).tolist()}
+        **_predictions(state, pred, regression)}
   return out
+
+
+def _predictions(state, pred, regression):
+  """The compared predictive numbers (and the fitted noise) as lists."""
+  if regression:
+    return {"sigma_noise": float(state.sigma_noise),
+            "f_mu": np.asarray(pred["mean"]).tolist(),
+            "f_var": np.asarray(pred["f_variance"]).tolist()}
+  return {"probs": np.asarray(pred["probs"]).tolist()}
 
 
 # ------------------------------------------------------------------ driver ---
@@ -227,7 +289,12 @@ def worker_jaxbdl(args):
 def _run_worker(which, args):
   py = args.torch_python if which == "torch" else args.jaxbdl_python
   return peers.run_worker(__file__, which, py, [
-      "--repeats", args.repeats, "--out_dir", args.out_dir], cwd=REPO)
+      "--repeats", args.repeats, "--out_dir", args.out_dir,
+      "--task", args.task], cwd=REPO)
+
+
+def _abs(a, b):
+  return float(np.max(np.abs(np.asarray(a, float) - np.asarray(b, float))))
 
 
 def _rel(a, b):
@@ -246,6 +313,7 @@ def _git(*a):
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--worker", choices=("torch", "jaxbdl"))
+  p.add_argument("--task", choices=TASKS, default="regression")
   p.add_argument("--rounds", type=int, default=2)
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--tolerance", type=float, default=1e-3,
@@ -269,7 +337,7 @@ def main():
     for which in ("torch", "jaxbdl"):
       rounds[which].append(_run_worker(which, args))
       os.makedirs(args.out_dir, exist_ok=True)
-      with open(os.path.join(args.out_dir, f"laplace_vs_torch_worker_{which}"
+      with open(os.path.join(args.out_dir, f"{_stem(args)}_worker_{which}"
                              f"_{r}.json"), "w") as f:   # survives a crash
         json.dump(rounds[which][-1], f)
       print(f"round {r} {which} done, load {os.getloadavg()[0]:.2f}",
@@ -284,23 +352,20 @@ def main():
     jf = [rr["structures"][name]["first_call_seconds"]
           for rr in rounds["jaxbdl"]]
     tt, jj = t["structures"][name], j["structures"][name]
-    agree = {
-        "log_marglik_fixed": _rel(jj["log_marglik_fixed"],
-                                  tt["log_marglik_fixed"]),
-        "log_marglik_fitted": _rel(jj["log_marglik_fitted"],
-                                   tt["log_marglik_fitted"]),
-        "prior_precision": _rel(jj["prior_precision"], tt["prior_precision"]),
-        "sigma_noise": _rel(jj["sigma_noise"], tt["sigma_noise"]),
-        "f_mu (max rel)": _rel(jj["f_mu"], tt["f_mu"]),
-        "f_var (max rel)": _rel(jj["f_var"], tt["f_var"]),
-    }
+    keys = {"f_mu (max rel)": "f_mu", "f_var (max rel)": "f_var",
+            "probs (max abs)": "probs"}
+    compared = ["log_marglik_fixed", "log_marglik_fitted", "prior_precision"]
+    compared += (["sigma_noise", "f_mu (max rel)", "f_var (max rel)"]
+                 if args.task == "regression" else ["probs (max abs)"])
+
+    def diff(k, a, b):
+      a, b = a[keys.get(k, k)], b[keys.get(k, k)]
+      return _abs(a, b) if k.endswith("(max abs)") else _rel(a, b)
+    agree = {k: diff(k, jj, tt) for k in compared}
     r64 = jj["float64"]
-    keys = {"f_mu (max rel)": "f_mu", "f_var (max rel)": "f_var"}
-    checks[name] = {k: {"rel_diff": v, "ok": v < args.tolerance,
-                        "torch_vs_float64": _rel(tt[keys.get(k, k)],
-                                                 r64[keys.get(k, k)]),
-                        "jaxbdl_vs_float64": _rel(jj[keys.get(k, k)],
-                                                  r64[keys.get(k, k)])}
+    checks[name] = {k: {"diff": v, "ok": v < args.tolerance,
+                        "torch_vs_float64": diff(k, tt, r64),
+                        "jaxbdl_vs_float64": diff(k, jj, r64)}
                     for k, v in agree.items()}
     rows.append({
         "structure": name,
@@ -311,31 +376,41 @@ def main():
         "speed-up incl. compile": float(np.median(ts) / np.median(jf)),
         "torch delta": tt["prior_precision"], "jaxbdl delta":
             jj["prior_precision"],
-        "torch sigma": tt["sigma_noise"], "jaxbdl sigma": jj["sigma_noise"],
+        **({"torch sigma": tt["sigma_noise"],
+            "jaxbdl sigma": jj["sigma_noise"]}
+           if args.task == "regression" else {}),
         "float64 delta": r64["prior_precision"],
-        "float64 sigma": r64["sigma_noise"],
+        **({"float64 sigma": r64["sigma_noise"]}
+           if args.task == "regression" else {}),
         "torch log ML": tt["log_marglik_fitted"],
         "jaxbdl log ML": jj["log_marglik_fitted"],
         "float64 log ML": r64["log_marglik_fitted"],
-        "max rel diff": max(agree.values())})
+        ("max rel diff" if args.task == "regression" else "max diff"):
+            max(agree.values())})
   sys.path.insert(0, REPO)
   from jaxbdl.evaluation import results as results_lib
+  problem = (
+      "laplace-torch regression example (N=150, 1x50 tanh, same MAP "
+      "weights)" if args.task == "regression" else
+      "3 Gaussian classes in 2-D (N=300, 2-50-3 tanh, same MAP weights; "
+      "probit link)")
+  published = (
+      f" Published (full): sigma ~ {PUBLISHED['sigma_noise']}, delta ~ "
+      f"{PUBLISHED['prior_precision']}." if args.task == "regression" else "")
   head = (
-      f"laplace-torch regression example (N=150, 1x50 tanh, same MAP "
-      f"weights), fit + {N_STEPS} evidence steps + GLM predictive on 500 "
+      f"{problem}, fit + {N_STEPS} evidence steps + GLM predictive on 500 "
       f"inputs; median (min) over {args.rounds} alternating rounds x "
       f"{args.repeats} repeats; {platform.processor() or platform.machine()},"
       f" {os.cpu_count()} CPUs; jax {j['jax']} ({j['device']}), torch "
       f"{t['torch']} ({t['threads']} threads), laplace-torch "
       f"{t['laplace_torch']}; float32 both; load average "
-      f"{load_before[0]:.2f} before, {load_after[0]:.2f} after. Published "
-      f"(full): sigma ~ {PUBLISHED['sigma_noise']}, delta ~ "
-      f"{PUBLISHED['prior_precision']}. Agreement tolerance "
-      f"{args.tolerance:g} relative (float32 logdet / Adam round-off).\n\n")
+      f"{load_before[0]:.2f} before, {load_after[0]:.2f} after.{published} "
+      f"Agreement tolerance {args.tolerance:g} (relative; class probabilities"
+      f" absolute; float32 logdet / Adam round-off).\n\n")
   table = head + results_lib.markdown_table(rows, precision=4)
   os.makedirs(args.out_dir, exist_ok=True)
   results_lib.atomic_write_json(
-      os.path.join(args.out_dir, "laplace_vs_torch.json"),
+      os.path.join(args.out_dir, f"{_stem(args)}.json"),
       {"rows": rows, "agreement": checks, "rounds": rounds,
        "provenance": {
            "commit": _git("rev-parse", "HEAD"),
@@ -350,7 +425,7 @@ def main():
                         "laplace_torch": t["laplace_torch"]}},
        "args": {k: v for k, v in vars(args).items() if k != "worker"}})
   results_lib.atomic_write_text(
-      os.path.join(args.out_dir, "laplace_vs_torch.md"), table)
+      os.path.join(args.out_dir, f"{_stem(args)}.md"), table)
   print(table)
   print(json.dumps(checks, indent=1))
 

@@ -40,3 +40,18 @@ def pytest_configure(config):
       "optimisation level (bitwise resume, tight float tolerances); `make "
       "test` runs these in a second lane with JAXBDL_TEST_XLA_DEFAULT=1 and "
       "XLA_FLAGS unset, and leaves them out of the O0 lane")
+
+
+# Files that hold the suite's longest tests (end-to-end experiment runs,
+# multi-process training): scheduled first. With `make test`'s
+# `--dist loadfile --no-loadscope-reorder`, xdist hands out whole files in
+# collection order, so the long ones start first and the many short files
+# fill in around them (longest first is the classic greedy for balancing two
+# workers; the last file to finish is then a short one, not a 40 s run).
+_HEAVY_PREFIXES = ("experiments_", "multihost_")
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  items.sort(key=lambda item: not os.path.basename(
+      str(item.path)).startswith(_HEAVY_PREFIXES))
