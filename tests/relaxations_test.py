@@ -384,3 +384,18 @@ def test_wrong_distribution_rejected():
   with pytest.raises(ValueError, match="relaxes Bernoulli or Categorical"):
     rx.rebar()(lambda x: jnp.sum(x), dists.Normal)(
         {"loc": jnp.zeros(1), "scale": jnp.ones(1)}, jax.random.key(0), 1)
+
+
+def test_relaxation_is_a_capability_not_a_name():
+  """The Concrete relaxation follows ``Distribution.relaxation`` (data): a
+  renamed Bernoulli still relaxes, bit for bit; a family without one (or a
+  Bernoulli with it removed) is refused by name."""
+  params, key = {"logits": jnp.asarray([-1.0, 0.5, 2.0])}, jax.random.key(3)
+  coin = dists.Bernoulli._replace(name="MyCoin")
+  np.testing.assert_array_equal(
+      rx.relaxed_sample(coin, params, key, 0.5, (4,)),
+      rx.relaxed_sample(dists.Bernoulli, params, key, 0.5, (4,)))
+  with pytest.raises(ValueError, match="got Poisson"):
+    rx.relaxed_sample(dists.Poisson, {"rate": jnp.ones(3)}, key, 0.5)
+  with pytest.raises(ValueError, match="got Bernoulli"):
+    rx.hard_sample(dists.Bernoulli._replace(relaxation=None), params, key)

@@ -89,10 +89,8 @@ def _kind(dist: Any, what: str) -> str:
   if not isinstance(dist, Distribution):
     raise ValueError(f"{what}: dist must be distributions.Bernoulli or "
                      f"distributions.Categorical, got {dist!r}")
-  if dist.name == Bernoulli.name:
-    return "bernoulli"
-  if dist.name == Categorical.name:
-    return "categorical"
+  if dist.relaxation in ("bernoulli", "categorical"):
+    return dist.relaxation
   raise ValueError(f"{what} relaxes Bernoulli or Categorical only, got "
                    f"{dist.name} (use estimators.pathwise or "
                    "estimators.score_function)")

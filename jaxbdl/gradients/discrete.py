@@ -117,7 +117,8 @@ Bernoulli = Distribution(
     event_shape=lambda params: tuple(_bernoulli_logits(params).shape),
     mean=lambda params: jax.nn.sigmoid(_bernoulli_logits(params)),
     covariance=_bernoulli_covariance,
-    weak_derivative=_bernoulli_weak_derivative, weak_derivative_params=_LOGITS)
+    weak_derivative=_bernoulli_weak_derivative, weak_derivative_params=_LOGITS,
+    relaxation="bernoulli")
 
 
 # ---------------------------------------------------------------------------
@@ -174,7 +175,8 @@ Categorical = Distribution(
     noise=_array_noise(jax.random.gumbel, _categorical_logits),
     transform=_categorical_transform, log_prob=_categorical_log_prob,
     entropy=_categorical_entropy, kl=_categorical_kl,
-    event_shape=lambda params: tuple(_categorical_logits(params).shape[:-1]))
+    event_shape=lambda params: tuple(_categorical_logits(params).shape[:-1]),
+    relaxation="categorical")
 
 
 # ---------------------------------------------------------------------------

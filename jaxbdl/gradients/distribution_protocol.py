@@ -75,6 +75,11 @@ class Distribution(NamedTuple):
       shape ``[*shape, *event_shape]``; ``coupled`` shares randomness between
       the two parts (common random numbers), otherwise they are independent.
     weak_derivative_params: the parameters ``weak_derivative`` covers.
+    relaxation: the continuous relaxation this discrete family admits, or
+      ``None``: ``"bernoulli"`` (binary Concrete) or ``"categorical"``
+      (Concrete / Gumbel-softmax; Maddison et al. 2017, Jang et al. 2017);
+      ``jaxbdl.gradients.concrete`` and the estimators built on it (REBAR,
+      RELAX) read it.
   """
   name: str
   param_names: tuple[str, ...]
@@ -90,6 +95,7 @@ class Distribution(NamedTuple):
   covariance: Callable[[Params], Array] | None = None
   weak_derivative: Callable[..., dict[str, "WeakDerivative"]] | None = None
   weak_derivative_params: tuple[str, ...] = ()
+  relaxation: str | None = None
 
   def sample(self, params: Params, key: Array, shape=()) -> Array:
     """``transform(params, noise(params, key, shape))``.
