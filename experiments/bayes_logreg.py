@@ -196,17 +196,6 @@ def log_likelihood(w: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.sum(likelihoods.bernoulli_log_prob(y, x @ w))
 
 
-def _compiler_options(config) -> dict[str, Any] | None:
-  """XLA CPU options: ``xla_backend_optimization_level`` (None = default).
-
-  Applied on the CPU backend only (other backends keep their defaults).
-  """
-  level = config.get("xla_backend_optimization_level", None)
-  if level is None or jax.default_backend() != "cpu":
-    return None
-  return {"xla_backend_optimization_level": int(level)}
-
-
 def _validate(config) -> None:
   unknown = [e for e in config.estimators if e not in ESTIMATORS]
   if unknown or not config.estimators:
@@ -349,7 +338,7 @@ def run(config, workdir: str) -> dict[str, Any]:
   for name in config.estimators:
     t0 = time.time()
     run_fn = jax.jit(jax.vmap(make_run(ESTIMATORS[name](config), data, config)),
-                     compiler_options=_compiler_options(config))
+                     compiler_options=launch.compiler_options(config))
     tr = jax.tree.map(np.asarray, jax.block_until_ready(run_fn(keys)))
     seconds = time.time() - t0
     logging.info("%s: %.1fs", name, seconds)

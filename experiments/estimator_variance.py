@@ -190,17 +190,6 @@ def _moments(g: np.ndarray) -> tuple[float, float, float]:
 # Validation, the study, outputs.
 
 
-def _compiler_options(config) -> dict[str, Any] | None:
-  """XLA CPU options: ``xla_backend_optimization_level`` (None = default).
-
-  Applied on the CPU backend only (other backends keep their defaults).
-  """
-  level = config.get("xla_backend_optimization_level", None)
-  if level is None or jax.default_backend() != "cpu":
-    return None
-  return {"xla_backend_optimization_level": int(level)}
-
-
 def _validate(config) -> None:
   unknown = [c for c in config.costs if c not in COSTS]
   if unknown or not config.costs:
@@ -256,7 +245,7 @@ def run(config, workdir: str) -> dict[str, Any]:
     spec = ESTIMATORS[est_name]
     t0 = time.time()
     program = make_mc_program(spec, cost_names, n, r,
-                              _compiler_options(config))
+                              launch.compiler_options(config))
     out = program(locs, scales, ks_ck, jax.random.fold_in(root, ei))
     out = jax.tree.map(np.asarray, jax.block_until_ready(out))
     mc_seconds += time.time() - t0

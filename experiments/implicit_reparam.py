@@ -56,9 +56,6 @@ from jaxbdl.evaluation import results as results_lib
 
 __all__ = ["run", "variance_study", "make_corpus", "FAMILIES", "ESTIMATORS"]
 
-# Compile-bound tiny programs: XLA LLVM level 0 (see estimator_variance).
-_FAST = {"xla_backend_optimization_level": 0}
-
 # name: (dist, params(alpha), f, exact d/dalpha_1 E f, first-param name).
 FAMILIES = {
     "Gamma": (dists.Gamma,
@@ -85,9 +82,10 @@ def variance_study(config) -> list[dict[str, Any]]:
   alphas = jnp.asarray(config.concentrations, jnp.float32)
   keys = jax.random.split(jax.random.key(config.seed), config.num_keys)
   rows = []
+  xla = launch.compiler_options(config)
   for fam, (dist, make_params, f, exact, pname) in FAMILIES.items():
 
-    @functools.partial(jax.jit, compiler_options=_FAST)
+    @functools.partial(jax.jit, compiler_options=xla)
     def draws(alphas, keys, dist=dist, make_params=make_params, f=f,
               pname=pname):
       out = {}
@@ -181,13 +179,15 @@ def _train(config, corpus, name):
     updates, opt_state = opt.update(grads, opt_state, u)
     return (optax.apply_updates(u, updates), opt_state, cv_state), None
 
-  @functools.partial(jax.jit, compiler_options=_FAST)
+  xla = launch.compiler_options(config)
+
+  @functools.partial(jax.jit, compiler_options=xla)
   def chunk(carry, start):
     carry, _ = jax.lax.scan(step, carry, start + jnp.arange(config.eval_every))
     return carry, eval_elbo(carry[0])
 
   carry = (u0, opt.init(u0), state0)
-  first = jax.jit(eval_elbo, compiler_options=_FAST)(u0)
+  first = jax.jit(eval_elbo, compiler_options=xla)(u0)
   steps, elbos = [0], [float(first)]
   t0 = time.time()
   for start in range(0, config.num_steps, config.eval_every):

@@ -28,6 +28,8 @@ def get_config(arg=None):
   c.eval_every = 25
   c.eval_samples = 256        # MC samples of the reported ELBO (fixed key)
   c.ma_decay = 0.9            # moving-average baseline (with early decay)
+  # Many tiny compile-bound programs: XLA CPU level 0 (None: the default).
+  c.xla_backend_optimization_level = 0
   if arg == "quick":
     c.concentrations = (0.3, 3.0)
     c.num_keys = 2_000
