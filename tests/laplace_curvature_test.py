@@ -8,8 +8,11 @@ their definition with hand-written back-propagation through a tanh MLP.
 Float64 throughout (``jax.enable_x64``); tolerance ``1e3 * eps(float64)``
 relative to the largest entry.
 """
+import re
+
 import flax.linen as nn
 import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -17,6 +20,7 @@ from jax.flatten_util import ravel_pytree
 
 from jaxbdl.nn import networks
 from jaxbdl.bayes.laplace import curvature
+from jaxbdl.bayes.laplace import kron as kron_lib
 
 RTOL = 1e3 * np.finfo(np.float64).eps
 
@@ -190,6 +194,79 @@ def test_kfac_is_exact_for_one_linear_layer():
     h, ref = _fit_vs_reference("kron", apply_fn, params, x, y, "regression")
     np.testing.assert_allclose(h, ref,
                                atol=RTOL * float(jnp.abs(ref).max()))
+
+
+def _count_primitive(jaxpr, name):
+  """Equations of primitive ``name`` in ``jaxpr`` and, recursively, in the
+  jaxprs of its equations (each call site counted)."""
+  n = 0
+  for eqn in jaxpr.eqns:
+    n += eqn.primitive.name == name
+    for v in eqn.params.values():
+      for sub in v if isinstance(v, (tuple, list)) else (v,):
+        if isinstance(sub, jax.extend.core.ClosedJaxpr):
+          n += _count_primitive(sub.jaxpr, name)
+        elif isinstance(sub, jax.extend.core.Jaxpr):
+          n += _count_primitive(sub, name)
+  return n
+
+
+def test_kron_fit_under_vmap_has_one_eigendecomposition():
+  """Regression (UCI energy, ``laplace_kfac``, 20 vmapped splits: the run
+  deadlocked at 0 % CPU on 2 cores). Under ``vmap`` every ``eigh`` is a
+  batched LAPACK call that jaxlib's CPU kernel splits over XLA's intra-op
+  thread pool and then waits for; one independent call per KFAC factor (6
+  for a 2-layer MLP) let every pool thread wait on pieces queued behind the
+  others. The fit must issue ONE eigendecomposition for all factors (jaxpr
+  and, on CPU, the compiled program's LAPACK custom calls), and the
+  batched fit must equal the per-split fits."""
+  with jax.enable_x64(True):
+    apply_fn, params, x, y = _problem("regression", k=1)   # 2 -> 4 -> 1
+    sub = curvature.make_subset(params, "all")
+    st = curvature.kron(sub)
+    flat, _ = ravel_pytree(params)
+    rng = np.random.default_rng(5)
+    xs = jnp.stack([x, x[::-1], jnp.asarray(rng.normal(size=x.shape))])
+    ys = jnp.stack([y, y[::-1], jnp.asarray(rng.normal(size=y.shape))])
+
+    def fit(xx, yy):        # chunk 4 does not divide N = 9
+      return st.dense(st.fit(apply_fn, sub, flat, flat, xx, yy, "regression",
+                             "ggn", 4))
+    batched = jax.vmap(fit)
+    jaxpr = jax.make_jaxpr(batched)(xs, ys)
+    assert _count_primitive(jaxpr.jaxpr, "eigh") == 1
+    if jax.default_backend() == "cpu":
+      hlo = jax.jit(batched).lower(xs, ys).compile().as_text()
+      calls = re.findall(r'custom_call_target="([^"]*)"', hlo)
+      assert len([c for c in calls if "syev" in c]) == 1, calls
+      got = jax.jit(batched)(xs, ys)
+      for i in range(xs.shape[0]):
+        want = jax.jit(fit)(xs[i], ys[i])
+        np.testing.assert_allclose(got[i], want, atol=RTOL * float(
+            jnp.abs(want).max()))
+
+
+def test_eigh_stacked_matches_separate_eigendecompositions():
+  """Padding to one size keeps each matrix's eigenpairs: sizes 1..6, a zero
+  matrix, a rank-1 one and one of scale 1e-12 (the padding is relative)."""
+  with jax.enable_x64(True):
+    rng = np.random.default_rng(6)
+    mats = []
+    for k, scale in ((3, 1.0), (6, 1.0), (1, 2.0), (4, 1e-12)):
+      b = rng.normal(size=(k, k + 2))
+      mats.append(jnp.asarray(scale * b @ b.T))
+    mats.append(jnp.zeros((2, 2)))
+    v = rng.normal(size=(5,))
+    mats.append(jnp.asarray(np.outer(v, v)))
+    out = jax.jit(kron_lib._eigh_stacked)(mats)
+    for m, (lam, q) in zip(mats, out):
+      k = m.shape[0]
+      scale = max(float(jnp.abs(m).max()), np.finfo(np.float64).tiny)
+      assert lam.shape == (k,) and q.shape == (k, k)
+      np.testing.assert_allclose(lam, jnp.linalg.eigvalsh(m),
+                                 atol=RTOL * scale)
+      np.testing.assert_allclose(q.T @ q, jnp.eye(k), atol=RTOL)
+      np.testing.assert_allclose((q * lam[None]) @ q.T, m, atol=RTOL * scale)
 
 
 def test_lowrank_full_rank_equals_dense():
