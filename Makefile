@@ -8,7 +8,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= workdirs/demo
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+PYTEST_ARGS ?= -n 2
+# The O0 lane hands out whole files, longest first (tests/conftest.py).
+O0_SCHEDULE ?= --dist loadfile --no-loadscope-reorder
 UV_VERSION ?= 0.13.9
 
 .PHONY: demo test lint setup setup-test lock bench clean
@@ -33,7 +35,8 @@ lint: $(VENV)/.installed
 # `default_xla` (bitwise resume, tight float tolerances) at XLA's default
 # level, the one users run: XLA_FLAGS unset, JAXBDL_TEST_XLA_DEFAULT=1.
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS) -m "not experiment and not default_xla" tests
+	$(PY) -m pytest $(PYTEST_ARGS) $(O0_SCHEDULE) \
+	  -m "not experiment and not default_xla" tests
 	env -u XLA_FLAGS JAXBDL_TEST_XLA_DEFAULT=1 \
 	  $(PY) -m pytest $(PYTEST_ARGS) -m "default_xla and not experiment" tests
 
