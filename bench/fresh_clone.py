@@ -65,9 +65,6 @@ def main() -> None:
   sys.path.insert(0, REPO)
   from jaxbdl.evaluation import results as results_lib
   prov = results_lib.provenance()
-  commit = subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"],
-                          capture_output=True, text=True,
-                          check=True).stdout.strip()
   root = tempfile.mkdtemp(prefix="jaxbdl_fresh_")
   clone = os.path.join(root, "jaxbdl")
   subprocess.run(["git", "clone", "-q", REPO, clone], check=True)
@@ -112,7 +109,7 @@ def main() -> None:
                                                        by["test"], 1),
               "ok": True, "load_before": steps[0]["load_before"]}]
   results_lib.write_results_json(args.out, {
-      "rows": rows, "steps": steps, "clone_commit": commit,
+      "rows": rows, "steps": steps, "clone_commit": prov["git_commit"],
       "provenance": {**prov, "load_average_after": [
           round(v, 2) for v in os.getloadavg()]}})
   print(f"wrote {args.out}")

@@ -188,9 +188,13 @@ def check_inputs(config, data_path: str, methods: str, task: str):
 
 
 def run(config, workdir: str, data_path: str, methods: str,
-        task: str = "regression") -> dict:
-  """Validates everything, then fits each method; writes ``results.json``."""
-  d, names = check_inputs(config, data_path, methods, task)
+        task: str = "regression", checked=None) -> dict:
+  """Validates everything, then fits each method; writes ``results.json``.
+
+  ``checked``: what :func:`check_inputs` returned for these arguments (the
+  command line checks first; the data file is then read once).
+  """
+  d, names = checked or check_inputs(config, data_path, methods, task)
   results = {"data": os.path.abspath(data_path), "task": task, "methods": {}}
   for name in names:
     with progress.phase(f"fit {name}") as line:
@@ -207,9 +211,10 @@ def main(argv):
   del argv
   launch.quiet_logs(sys.argv)
   f = flags.FLAGS
-  launch.check_input("fit", check_inputs, f.config, f.data, f.method, f.task)
+  checked = launch.check_input("fit", check_inputs, f.config, f.data,
+                               f.method, f.task)
   workdir = results_lib.ensure_workdir(f.workdir)
-  res = run(f.config, workdir, f.data, f.method, f.task)
+  res = run(f.config, workdir, f.data, f.method, f.task, checked)
   print(launch.default_report(res, workdir))
 
 

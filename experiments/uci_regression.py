@@ -283,9 +283,13 @@ def check_inputs(config) -> tuple[list[str], list[tuple[str, str]]]:
   return methods, resolve_datasets(config.data_dir, config.dataset)
 
 
-def run(config, workdir: str) -> dict:
-  """Runs the benchmark described by ``config``; writes outputs to ``workdir``."""
-  methods, datasets = check_inputs(config)
+def run(config, workdir: str, checked=None) -> dict:
+  """Runs the benchmark described by ``config``; writes outputs to ``workdir``.
+
+  ``checked``: what :func:`check_inputs` returned for ``config`` (the
+  command line checks first), else it is called here.
+  """
+  methods, datasets = checked or check_inputs(config)
   fingerprint = hashlib.sha256(json.dumps(
       config.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
   results = {"datasets": _previous_entries(workdir), "checks": {},
@@ -383,9 +387,9 @@ def main(argv):
     for name in ("dataset", "method", "data_dir", "num_splits", "grid_search"):
       if f[name].value is not None:
         config[name] = f[name].value
-  launch.check_input("uci_regression", check_inputs, config)
+  checked = launch.check_input("uci_regression", check_inputs, config)
   workdir = results_lib.ensure_workdir(f.workdir)
-  res = run(config, workdir)
+  res = run(config, workdir, checked)
   print(make_table(res))
 
 
