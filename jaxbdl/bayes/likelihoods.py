@@ -49,7 +49,6 @@ __all__ = ["Likelihood", "gaussian", "heteroscedastic_gaussian",
            "mixture_summary"]
 
 
-
 class Likelihood(NamedTuple):
   """An observation model (see the module docstring for the contract).
 

@@ -37,6 +37,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from jaxbdl._gaussian import normal_log_density_var
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
     "predictive_probs_from_samples", "expected_calibration_error",
     "mean_and_se",
 ]
-
 
 
 def _concrete(a: Any) -> bool:

@@ -16,6 +16,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+
 from jaxbdl._gaussian import LOG_2PI, normal_log_density_var
 
 Array = jax.Array

@@ -279,14 +279,17 @@ def _no_closed_form(what):
   return fn
 
 
-def _concrete(name, kind, base, log_density, event_shape, temperature):
-  """The relaxation of ``base`` (Bernoulli or Categorical) at ``temperature``.
+def _concrete(name, base, log_density, event_shape, temperature):
+  """The relaxation of ``base`` (Bernoulli or Categorical: its
+  ``relaxation``) at ``temperature``.
 
   ``noise`` is ``base.noise``; ``transform`` is ``y = sigma_lambda(z)``,
   ``z`` the pre-activation of the base noise; ``log_prob(params, y)`` checks
   ``y`` ends with ``logits.shape`` and returns ``log_density(logits, y,
   lambda)``; ``entropy`` and ``kl`` raise (no closed form).
   """
+
+  kind = base.relaxation
 
   def transform(params, noise):
     logits = _logits(base, params)
@@ -317,7 +320,7 @@ def relaxed_bernoulli(temperature) -> Distribution:
   is the density above; ``entropy`` and ``kl`` raise (no closed form).
   """
   check_temperature(temperature, "relaxed_bernoulli")
-  return _concrete("RelaxedBernoulli", "bernoulli", Bernoulli,
+  return _concrete("RelaxedBernoulli", Bernoulli,
                    _binary_concrete_log_density, Bernoulli.event_shape,
                    temperature)
 
@@ -330,5 +333,5 @@ def relaxed_categorical(temperature) -> Distribution:
   """
   check_temperature(temperature, "relaxed_categorical")
   return _concrete(
-      "RelaxedCategorical", "categorical", Categorical, _concrete_log_density,
+      "RelaxedCategorical", Categorical, _concrete_log_density,
       lambda params: tuple(_logits(Categorical, params).shape), temperature)

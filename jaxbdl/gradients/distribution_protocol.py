@@ -31,7 +31,6 @@ from typing import Any, Callable, Mapping, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxbdl._gaussian import HALF_LOG_2PI
 
 __all__ = ["Distribution", "WeakDerivative", "check_params",
            "standard_normal"]
@@ -39,7 +38,6 @@ __all__ = ["Distribution", "WeakDerivative", "check_params",
 Array = jax.Array
 Params = Mapping[str, Array]
 
-_HALF_LOG_2PI = HALF_LOG_2PI  # one constant for the package (jaxbdl/_gaussian.py)
 
 
 class Distribution(NamedTuple):

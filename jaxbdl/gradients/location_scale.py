@@ -34,8 +34,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxbdl._gaussian import HALF_LOG_2PI
 from jaxbdl.gradients.distribution_protocol import (
-    _HALF_LOG_2PI, Array, Distribution, Params, WeakDerivative, _array_noise,
+    Array, Distribution, Params, WeakDerivative, _array_noise,
     _check_event, _diag_cov, _expand_to, _shape, _sum_event, check_params,
     standard_normal)
 
@@ -145,7 +146,7 @@ def location_scale(name: str,
 
 def _normal_log_prob_standard(z: Array) -> Array:
   """``log N(z; 0, 1) = -z^2 / 2 - log(2 pi) / 2``."""
-  return -0.5 * z * z - _HALF_LOG_2PI
+  return -0.5 * z * z - HALF_LOG_2PI
 
 
 def _normal_kl(m1: Array, s1: Array, m2: Array, s2: Array) -> Array:
@@ -196,7 +197,7 @@ def _normal_weak_derivative(mu: Array, sigma: Array, key: Array, shape=(),
 
 Normal = location_scale(
     "Normal", standard_normal, _normal_log_prob_standard,
-    entropy_standard=0.5 + _HALF_LOG_2PI,  # 0.5 log(2 pi e)
+    entropy_standard=0.5 + HALF_LOG_2PI,  # 0.5 log(2 pi e)
     variance_standard=1.0, kl=_normal_kl,
     weak_derivative=_normal_weak_derivative)
 

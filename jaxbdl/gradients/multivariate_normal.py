@@ -26,8 +26,9 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxbdl._gaussian import HALF_LOG_2PI
 from jaxbdl.gradients.distribution_protocol import (
-    _HALF_LOG_2PI, Array, Distribution, Params, _array_noise, _check_event,
+    Array, Distribution, Params, _array_noise, _check_event,
     _check_keys, _expand_to, _positive, _shape, standard_normal)
 
 __all__ = ["MultivariateNormalTriL", "LowRankMultivariateNormal"]
@@ -65,7 +66,7 @@ def _tril_log_prob(loc: Array, tril: Array, x: Array) -> Array:
   z = jax.scipy.linalg.solve_triangular(tril, r.T, lower=True)  # [D, B]
   d = loc.shape[0]
   lp = (-0.5 * jnp.sum(jnp.square(z), axis=0) -
-        jnp.sum(jnp.log(jnp.diagonal(tril))) - d * _HALF_LOG_2PI)
+        jnp.sum(jnp.log(jnp.diagonal(tril))) - d * HALF_LOG_2PI)
   return lp.reshape(x.shape[:-1])
 
 
@@ -78,7 +79,7 @@ def _mvn_log_prob(params: Params, x: Array) -> Array:
 
 def _gaussian_entropy(tril: Array) -> Array:
   d = tril.shape[0]
-  return d * (0.5 + _HALF_LOG_2PI) + jnp.sum(jnp.log(jnp.diagonal(tril)))
+  return d * (0.5 + HALF_LOG_2PI) + jnp.sum(jnp.log(jnp.diagonal(tril)))
 
 
 def _gaussian_kl(loc1, tril1, loc2, tril2) -> Array:
@@ -177,7 +178,7 @@ def _lowrank_log_prob(params: Params, x: Array) -> Array:
   mahal = (jnp.sum(jnp.square(r_bxd) / d[None], axis=-1) -
            jnp.sum(jnp.square(w), axis=0))
   logdet = jnp.sum(jnp.log(d)) + 2.0 * jnp.sum(jnp.log(jnp.diagonal(chol)))
-  lp = -0.5 * (mahal + logdet) - loc.shape[0] * _HALF_LOG_2PI
+  lp = -0.5 * (mahal + logdet) - loc.shape[0] * HALF_LOG_2PI
   return lp.reshape(x.shape[:-1])
 
 

@@ -34,11 +34,11 @@ References:
 """
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
 from jaxbdl._gaussian import HALF_LOG_2PI
 
 __all__ = ["PRIOR_STRUCTURES", "expand_prior", "prior_shape",
