@@ -79,3 +79,15 @@ def test_parse_applies_valid_overrides(tmp_path):
   assert launch.parse("curve_fitting", argv, fv) == ["prog"]
   assert fv.config.learning_rate == 0.05 and fv.config.widths == (2, 4)
   assert fv.workdir == str(tmp_path)
+
+
+@pytest.mark.parametrize("level,expected", [
+    (None, None), (0, {"xla_backend_optimization_level": 0}),
+    (2, {"xla_backend_optimization_level": 2})])
+def test_compiler_options_from_the_config_field(level, expected):
+  """The config field becomes jit's compiler_options on CPU (the test
+  backend); None (XLA's default) and an absent field give None."""
+  import ml_collections
+  config = ml_collections.ConfigDict({"xla_backend_optimization_level": level})
+  assert launch.compiler_options(config) == expected
+  assert launch.compiler_options(ml_collections.ConfigDict()) is None
