@@ -33,12 +33,15 @@ lint: $(VENV)/.installed
 # Two lanes: the suite at XLA's CPU optimisation level 0 (tests/conftest.py;
 # compile-bound tests run several times faster), then the tests marked
 # `default_xla` (bitwise resume, tight float tolerances) at XLA's default
-# level, the one users run: XLA_FLAGS unset, JAXBDL_TEST_XLA_DEFAULT=1.
+# level, the one users run: XLA_FLAGS unset, JAXBDL_TEST_XLA_DEFAULT=1. The
+# second lane collects only the files that mark such tests (collecting the
+# whole suite costs each of its 3 processes ~10 s).
+DEFAULT_XLA_FILES = $(shell grep -l "mark.default_xla" tests/*_test.py)
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS) $(O0_SCHEDULE) \
 	  -m "not experiment and not default_xla" tests
-	env -u XLA_FLAGS JAXBDL_TEST_XLA_DEFAULT=1 \
-	  $(PY) -m pytest $(PYTEST_ARGS) -m "default_xla and not experiment" tests
+	env -u XLA_FLAGS JAXBDL_TEST_XLA_DEFAULT=1 $(PY) -m pytest $(PYTEST_ARGS) \
+	  -m "default_xla and not experiment" $(DEFAULT_XLA_FILES)
 
 lock:
 	$(PYTHON) -m venv .venv-tools

@@ -36,7 +36,7 @@ def get_config(arg=None):
   if arg == "quick":
     c.num_seeds = 1
     c.model.hidden = (32, 32)
-    c.model.num_steps = 2000  # Compile time dominates; steps are cheap.
+    c.model.num_steps = 800
     c.model.num_predict_samples = 10
     c.ensemble.num_members = 2
   elif arg not in (None, ""):
