@@ -3,7 +3,8 @@
 # `requirements.lock` pins every package (direct and transitive) with hashes;
 # setup installs exactly that set, then jaxbdl itself without dependencies.
 # After changing dependencies in pyproject.toml, run `make lock` (uv in a
-# throw-away .venv-tools, not a jaxbdl dependency) and commit the lock.
+# throw-away .venv-tools, not a jaxbdl dependency) and commit the lock;
+# lock-constraints.txt bounds transitive packages (each bound says why).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -47,8 +48,8 @@ lock:
 	$(PYTHON) -m venv .venv-tools
 	.venv-tools/bin/pip install -q uv==$(UV_VERSION)
 	.venv-tools/bin/uv pip compile pyproject.toml --extra test \
-	  --generate-hashes --python-version 3.11 --no-header \
-	  -o requirements.lock
+	  -c lock-constraints.txt --generate-hashes --python-version 3.11 \
+	  --no-header -o requirements.lock
 
 # Benchmarks against peers (each peer gets its own throw-away .venv-<name>).
 bench: $(VENV)/.installed

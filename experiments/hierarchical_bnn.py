@@ -165,7 +165,8 @@ def _fit_hierarchical(model, config, data, key, hp):
     return {"mu": mu, "log_sigma": jax.tree.map(lambda l: jnp.zeros(()), mu),
             "eps": eps}
 
-  trees = jax.vmap(init)(jax.random.split(init_key, config.num_chains))
+  trees = jax.jit(jax.vmap(init))(jax.random.split(init_key,
+                                                   config.num_chains))
   one = jax.tree.map(lambda a: a[0], trees)
   _, unravel = ravel_pytree(one)
   logp = hierarchical_log_density(model, data, hp)

@@ -248,7 +248,7 @@ def init_positions(key: jax.Array, model, hp: dict, x: jax.Array,
         "params"]
     return {"params": params, "likelihood": lik.init()}
 
-  return jax.vmap(one)(jax.random.split(key, num))
+  return jax.jit(jax.vmap(one))(jax.random.split(key, num))
 
 
 def check_initial_log_density(logdensity_fn: Callable[[PyTree], jax.Array],
@@ -258,18 +258,22 @@ def check_initial_log_density(logdensity_fn: Callable[[PyTree], jax.Array],
   Call outside jit on ONE position tree. The leaf is the first one whose value
   or whose gradient of the log density is NaN/inf.
   """
-  value, grad = jax.value_and_grad(logdensity_fn)(tree)
-  if bool(jnp.isfinite(value)) and all(
-      bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grad)):
+  def finite(t):  # one compiled program, not an op-by-op evaluation
+    value, grad = jax.value_and_grad(logdensity_fn)(t)
+    ok = lambda a: jnp.all(jnp.isfinite(a))
+    return value, jax.tree.map(ok, t), jax.tree.map(ok, grad)
+
+  value, leaf_ok, grad_ok = jax.device_get(jax.jit(finite)(tree))
+  if np.isfinite(value) and all(jax.tree.leaves(grad_ok)):
     return
   leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  gleaves = jax.tree.leaves(grad)
-  for (path, leaf), g in zip(leaves, gleaves):
+  for (path, _), lok, gok in zip(leaves, jax.tree.leaves(leaf_ok),
+                                 jax.tree.leaves(grad_ok)):
     name = jax.tree_util.keystr(path)
-    if not bool(jnp.all(jnp.isfinite(leaf))):
+    if not lok:
       raise ValueError(f"initial log density is {float(value)}: parameter "
                        f"leaf {name} has non-finite values")
-    if not bool(jnp.all(jnp.isfinite(g))):
+    if not gok:
       raise ValueError(f"initial log density is {float(value)}: its gradient "
                        f"is non-finite at parameter leaf {name}")
   raise ValueError(f"initial log density is {float(value)} (every parameter "
