@@ -39,7 +39,6 @@ Array = jax.Array
 Params = Mapping[str, Array]
 
 
-
 class Distribution(NamedTuple):
   """A family of distributions: pure functions of a parameter dict.
 
